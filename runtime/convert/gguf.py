@@ -1,0 +1,208 @@
+"""GGUF file -> native checkpoint.
+
+Reads the file with the `gguf` package, dequantizes every tensor, renames llama.cpp's tensors to
+Hugging Face names, builds an HF-style `config.json` from the GGUF metadata and exports the
+tokenizer with `runtime.tokenizer.export_gguf_tokenizer`. The HF tensors then go through the same
+`weight_map.hf_to_native` as any HF checkpoint.
+
+llama.cpp's converter permutes the rows of q and k for its interleaved-pair RoPE
+(`convert_hf_to_gguf.py`, `LlamaModel.permute`) in `llama` files; `_unpermute` restores Hugging
+Face's rotate_half layout. Qwen2 files use NEOX RoPE and are stored unpermuted.
+
+Weights are stored in float32 for small models (<= 2B parameters; exact parity with transformers
+loading the same GGUF) and float16 for large ones (half the disk and memory).
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import CheckpointError, UnsupportedArchitectureError
+from ..progress import ProgressCallback, report
+from .native import model_config, write_native
+
+# general.architecture -> (HF class, HF model_type, llama.cpp permuted q/k)
+GGUF_ARCHITECTURES = {
+    "llama": ("LlamaForCausalLM", "llama", True),
+    "qwen2": ("Qwen2ForCausalLM", "qwen2", False),
+}
+SMALL_MODEL_PARAMS = 2_000_000_000
+
+_GLOBAL_NAMES = {
+    "token_embd.weight": "model.embed_tokens.weight",
+    "output_norm.weight": "model.norm.weight",
+    "output.weight": "lm_head.weight",
+}
+_BLOCK_NAMES = {
+    "attn_q": "self_attn.q_proj",
+    "attn_k": "self_attn.k_proj",
+    "attn_v": "self_attn.v_proj",
+    "attn_output": "self_attn.o_proj",
+    "attn_norm": "input_layernorm",
+    "ffn_norm": "post_attention_layernorm",
+    "ffn_gate": "mlp.gate_proj",
+    "ffn_up": "mlp.up_proj",
+    "ffn_down": "mlp.down_proj",
+}
+_BLOCK = re.compile(r"^blk\.(\d+)\.([a-z_]+)\.(weight|bias)$")
+# Tensors llama.cpp derives from the config; the HF model recomputes them.
+_SKIPPED = {"rope_freqs.weight"}
+
+
+def open_gguf(path: Path):
+    from gguf import GGUFReader
+
+    try:
+        reader = GGUFReader(str(path))
+        _ = [t.name for t in reader.tensors]
+    except Exception as err:  # the gguf package raises ValueError, struct/IndexError, ...
+        raise CheckpointError(
+            f"{path} is not a valid GGUF file ({type(err).__name__}: {err}). It is corrupt or "
+            "was cut short: download it again."
+        ) from err
+    return reader
+
+
+def _field(reader, key: str, default=None):
+    field = reader.fields.get(key)
+    if field is None:
+        return default
+    return field.contents()
+
+
+def gguf_architecture(reader, path: Path) -> tuple[str, str, bool]:
+    arch = _field(reader, "general.architecture")
+    if arch not in GGUF_ARCHITECTURES:
+        raise UnsupportedArchitectureError(
+            f"{path.name} is a GGUF of architecture {arch!r}; Quill converts GGUF files of "
+            f"these architectures: {', '.join(GGUF_ARCHITECTURES)} (Llama 2/3, Mistral, "
+            "SmolLM2, CodeLlama, Qwen2). For others use the Hugging Face safetensors repo."
+        )
+    hf_class, _, permuted = GGUF_ARCHITECTURES[arch]
+    return arch, hf_class, permuted
+
+
+def gguf_config(reader, path: Path) -> dict:
+    """An HF-style config dict from GGUF metadata (the keys `ModelConfig.from_hf_config` reads)."""
+    arch = _field(reader, "general.architecture")
+    hf_class, model_type, _ = GGUF_ARCHITECTURES[arch]
+    gguf_architecture(reader, path)
+    names = {t.name: t for t in reader.tensors}
+    if "token_embd.weight" not in names:
+        raise CheckpointError(f"{path} has no token_embd.weight tensor; it is not a model file.")
+    meta = lambda key, default=None: _field(reader, f"{arch}.{key}", default)  # noqa: E731
+    n_head = int(meta("attention.head_count"))
+    dim = int(meta("embedding_length"))
+    config = {
+        "architectures": [hf_class],
+        "model_type": model_type,
+        "vocab_size": int(names["token_embd.weight"].shape[-1]),
+        "hidden_size": dim,
+        "intermediate_size": int(meta("feed_forward_length")),
+        "num_hidden_layers": int(meta("block_count")),
+        "num_attention_heads": n_head,
+        "num_key_value_heads": int(meta("attention.head_count_kv", n_head)),
+        "head_dim": int(meta("attention.key_length", dim // n_head)),
+        "max_position_embeddings": int(meta("context_length", 2048)),
+        "rms_norm_eps": float(meta("attention.layer_norm_rms_epsilon", 1e-5)),
+        "rope_theta": float(meta("rope.freq_base", 10000.0)),
+        "hidden_act": "silu",
+        "tie_word_embeddings": "output.weight" not in names,
+        "bos_token_id": _field(reader, "tokenizer.ggml.bos_token_id"),
+        "eos_token_id": _field(reader, "tokenizer.ggml.eos_token_id"),
+    }
+    if meta("rope.scaling.type") == "linear":
+        config["rope_scaling"] = {"rope_type": "linear", "factor": float(meta("rope.scaling.factor"))}
+    if model_type == "qwen2":
+        config["use_sliding_window"] = False
+    return config
+
+
+def _unpermute(w: np.ndarray, n_head: int) -> np.ndarray:
+    """Undo llama.cpp's q/k row permutation (interleaved pairs -> rotate_half halves)."""
+    return w.reshape(n_head, w.shape[0] // n_head // 2, 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+
+def hf_name(gguf_name: str) -> str | None:
+    if gguf_name in _GLOBAL_NAMES:
+        return _GLOBAL_NAMES[gguf_name]
+    if gguf_name in _SKIPPED:
+        return None
+    m = _BLOCK.match(gguf_name)
+    if not m or m.group(2) not in _BLOCK_NAMES:
+        raise CheckpointError(f"GGUF tensor {gguf_name!r} has no Hugging Face counterpart.")
+    return f"model.layers.{m.group(1)}.{_BLOCK_NAMES[m.group(2)]}.{m.group(3)}"
+
+
+def read_gguf_tensors(
+    reader, config: dict, dtype: torch.dtype, permuted: bool, progress: ProgressCallback | None
+) -> dict[str, torch.Tensor]:
+    from gguf import quants
+
+    heads = {"attn_q": config["num_attention_heads"], "attn_k": config["num_key_value_heads"]}
+    tensors: dict[str, torch.Tensor] = {}
+    total = len(reader.tensors) + 1  # + the final write
+    for i, t in enumerate(reader.tensors):
+        report(progress, "convert", i, total)
+        name = hf_name(t.name)
+        if name is None:
+            continue
+        try:
+            w = quants.dequantize(t.data, t.tensor_type)
+        except Exception as err:
+            raise CheckpointError(f"GGUF tensor {t.name} cannot be dequantized ({err}).") from err
+        w = np.asarray(w, dtype=np.float32).reshape(list(reversed([int(d) for d in t.shape])))
+        kind = t.name.split(".")[2] if t.name.startswith("blk.") else ""
+        if permuted and kind in heads:
+            w = _unpermute(w, int(heads[kind]))
+        tensors[name] = torch.from_numpy(np.ascontiguousarray(w)).to(dtype)
+    return tensors
+
+
+def convert_gguf(
+    path: str | Path,
+    target: str | Path,
+    *,
+    source: dict,
+    progress: ProgressCallback | None = None,
+    reserve_bytes: int = 0,
+    workdir: str | Path | None = None,
+) -> Path:
+    """Convert the GGUF file `path` into a checkpoint at `target` (which must not exist)."""
+    import tempfile
+
+    from ..store.cache import check_free_space
+    from ..tokenizer import export_gguf_tokenizer
+    from ..weight_map import hf_to_native
+
+    path, target = Path(path), Path(target)
+    reader = open_gguf(path)
+    _, _, permuted = gguf_architecture(reader, path)
+    config = gguf_config(reader, path)
+    cfg = model_config(config)
+    n_params = sum(int(np.prod([int(d) for d in t.shape])) for t in reader.tensors)
+    dtype = torch.float32 if n_params <= SMALL_MODEL_PARAMS else torch.float16
+    config["torch_dtype"] = str(dtype).removeprefix("torch.")
+    check_free_space(
+        target.parent,
+        n_params * dtype.itemsize,
+        what=f"converting {path.name} ({n_params / 1e6:.0f}M parameters)",
+        reserve_bytes=reserve_bytes,
+    )
+    hf = read_gguf_tensors(reader, config, dtype, permuted, progress)
+    native = hf_to_native(hf, cfg)
+    del hf
+    work = Path(workdir) if workdir else target.parent
+    work.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=work, prefix=".tok-") as tok_dir:
+        names = export_gguf_tokenizer(path, Path(tok_dir))
+        write_native(
+            target, native, config=config, family=cfg.family,
+            tokenizer_files={n: Path(tok_dir) / n for n in names}, source=source,
+        )
+    report(progress, "convert", len(reader.tensors) + 1, len(reader.tensors) + 1)
+    return target

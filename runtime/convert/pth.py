@@ -1,0 +1,88 @@
+"""gpt-fast / DirectML-sample `model.pth` -> native checkpoint.
+
+Those scripts saved a plain state dict under gpt-fast's names (`tok_embeddings`,
+`layers.N.attention.wqkv`, `feed_forward.w1/w2/w3`, ...) with `torch.save`. It is read with
+`torch.load(weights_only=True)`, so nothing but tensors is ever unpickled, mapped with
+`weight_map.gptfast_to_native` and stored as safetensors. The file carries no config, so the
+Hugging Face `config.json` of the model it came from must sit beside it, with the tokenizer files.
+"""
+
+from __future__ import annotations
+
+import pickle
+import zipfile
+from pathlib import Path
+
+import torch
+
+from ..errors import CheckpointError, TokenizerError
+from ..progress import ProgressCallback, report
+from .hf_files import tokenizer_file_names
+from .native import model_config, read_config, write_native
+
+
+def _load_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        sd = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except pickle.UnpicklingError as err:
+        raise CheckpointError(
+            f"{path} holds Python objects other than tensors, which Quill never unpickles "
+            f"({str(err).splitlines()[0]}). Convert the original Hugging Face model instead."
+        ) from err
+    except (RuntimeError, OSError, EOFError, zipfile.BadZipFile, ValueError) as err:
+        raise CheckpointError(
+            f"{path} cannot be read ({err}); it is truncated or not a PyTorch file. Create it "
+            "again, or convert the original Hugging Face model instead."
+        ) from err
+    for key in ("model", "state_dict"):  # some scripts wrap the weights
+        if isinstance(sd, dict) and isinstance(sd.get(key), dict):
+            sd = sd[key]
+    if not isinstance(sd, dict):
+        raise CheckpointError(f"{path} does not hold a state dict of tensors.")
+    return {k.removeprefix("_orig_mod."): v for k, v in sd.items() if isinstance(v, torch.Tensor)}
+
+
+def convert_pth(
+    path: str | Path,
+    target: str | Path,
+    *,
+    source: dict,
+    progress: ProgressCallback | None = None,
+    reserve_bytes: int = 0,
+) -> Path:
+    """Convert a gpt-fast `model.pth` (with `config.json` and tokenizer files beside it)."""
+    from ..store.cache import check_free_space
+    from ..weight_map import gptfast_to_native
+
+    path, target = Path(path), Path(target)
+    config_path = path.parent / "config.json"
+    if not config_path.is_file():
+        raise CheckpointError(
+            f"{path.name} needs the model's config.json beside it ({config_path} is missing): "
+            "copy config.json and the tokenizer files from the Hugging Face repo the model "
+            "came from into that folder."
+        )
+    config = read_config(config_path)
+    cfg = model_config(config)
+    tokenizer_files = {
+        n: path.parent / n for n in tokenizer_file_names() if (path.parent / n).is_file()
+    }
+    if not tokenizer_files:
+        raise TokenizerError(
+            f"No tokenizer files beside {path.name} in {path.parent}: copy tokenizer.json or "
+            "tokenizer.model from the model's Hugging Face repo into that folder."
+        )
+    check_free_space(
+        target.parent, path.stat().st_size, what=f"converting {path.name}",
+        reserve_bytes=reserve_bytes,
+    )
+    report(progress, "convert", 0, 2)
+    native = gptfast_to_native(_load_state_dict(path), cfg)
+    report(progress, "convert", 1, 2)
+    extra = [("generation_config.json", path.parent / "generation_config.json")]
+    write_native(
+        target, native, config=config, family=cfg.family, tokenizer_files=tokenizer_files,
+        source=source, extra_files=[e for e in extra if Path(e[1]).is_file()],
+    )
+    report(progress, "convert", 2, 2)
+    return target
