@@ -1,0 +1,201 @@
+--- Real-editor scenarios for the Quill Neovim plugin, run by tests/e2e/test_nvim_client.py:
+---
+---   nvim --headless -u NONE -i NONE -n --cmd 'set rtp^=editor-clients/nvim' -c 'luafile THIS'
+---
+--- Environment: QUILL_E2E_SCENARIO (inline | chat | history), QUILL_E2E_RESULT (JSON written
+--- here), QUILL_E2E_CMD (JSON list: the server command), QUILL_E2E_SETTINGS (JSON: `quill`
+--- settings), QUILL_E2E_INLINE (auto | virtual_text), QUILL_E2E_FILE (the Python file to open).
+--- Each scenario records what a user would see; the pytest side makes the assertions.
+
+local H = dofile(vim.fs.joinpath(vim.fs.dirname(debug.getinfo(1, 'S').source:sub(2)), 'harness.lua'))
+local R = H.result
+
+vim.cmd('filetype on')
+require('quill').setup({
+  cmd = vim.json.decode(assert(os.getenv('QUILL_E2E_CMD'))),
+  settings = vim.json.decode(os.getenv('QUILL_E2E_SETTINGS') or '{}'),
+  inline = os.getenv('QUILL_E2E_INLINE') or 'auto',
+})
+R.nvim_version = tostring(vim.version())
+R.progress = {}
+vim.api.nvim_create_autocmd('LspProgress', {
+  callback = function(args)
+    local value = args.data.params.value or {}
+    table.insert(R.progress, {
+      kind = value.kind,
+      title = value.title,
+      message = value.message,
+      percentage = value.percentage,
+      lsp_status = vim.lsp.status(),
+    })
+  end,
+})
+
+--- Ask `method` again whenever the last answer came back, until `pred(result)` holds.
+local function wait_request(what, method, params, pred)
+  local last, in_flight
+  return H.wait_for(what, function()
+    local client = require('quill.client').get()
+    if client and client.initialized and not in_flight then
+      in_flight = true
+      client:request(method, params, function(_, result)
+        in_flight, last = false, result
+      end)
+    end
+    if last and last.state == 'error' then
+      error('the server reports an error: ' .. tostring(last.error))
+    end
+    return last and pred(last) and last
+  end, 300000)
+end
+
+local function wait_status(what, pred)
+  return wait_request(what, 'quill/status', {}, pred)
+end
+
+local function open_file_and_wait_ready()
+  vim.cmd.edit(vim.fn.fnameescape(assert(os.getenv('QUILL_E2E_FILE'))))
+  H.wait_for('the quill client to attach', function()
+    return vim.lsp.get_clients({ bufnr = 0, name = 'quill' })[1]
+  end)
+  return wait_status('the model to load', function(s)
+    return s.state == 'ready'
+  end)
+end
+
+--- The ghost text on display in the current buffer: its lines, or nil.
+local function ghost_text(namespace)
+  local ns = vim.api.nvim_get_namespaces()[namespace]
+  if not ns then
+    return nil
+  end
+  for _, mark in ipairs(vim.api.nvim_buf_get_extmarks(0, ns, 0, -1, { details = true })) do
+    local details = mark[4]
+    local lines = { '' }
+    for _, chunk in ipairs(details.virt_text or {}) do
+      lines[1] = lines[1] .. chunk[1]
+    end
+    for _, vline in ipairs(details.virt_lines or {}) do
+      local text = ''
+      for _, chunk in ipairs(vline) do
+        text = text .. chunk[1]
+      end
+      table.insert(lines, text)
+    end
+    if table.concat(lines, '\n') ~= '' then
+      return { lines = lines, row = mark[2], col = mark[3] }
+    end
+  end
+end
+
+local scenarios = {}
+
+function scenarios.inline()
+  local ready = open_file_and_wait_ready()
+  R.model_device = ready.device
+  R.accepted_before = ready.acceptance.accepted
+  R.builtin = require('quill.inline').builtin_available(require('quill').options)
+  local namespace = R.builtin and 'nvim.lsp.inline_completion' or 'quill.ghost'
+  -- A user finishing the last line of the function.
+  H.type(os.getenv('QUILL_E2E_KEYS') or 'Go    return fib')
+  local ghost = H.wait_for('a ghost-text suggestion', function()
+    return vim.api.nvim_get_mode().mode == 'i' and ghost_text(namespace)
+  end)
+  R.ghost = ghost
+  R.line_before = vim.api.nvim_get_current_line()
+  R.row = vim.api.nvim_win_get_cursor(0)[1] - 1
+  H.type('<Tab>')
+  H.wait_for('the suggestion to be inserted', function()
+    return vim.api.nvim_get_current_line() ~= R.line_before
+  end)
+  R.ghost_after_accept = ghost_text(namespace)
+  H.type('<Esc>')
+  H.wait_for('normal mode', function()
+    return vim.api.nvim_get_mode().mode == 'n'
+  end)
+  R.lines_after = vim.api.nvim_buf_get_lines(0, 0, -1, false)
+  local status = wait_status('the server to count the acceptance', function(s)
+    return s.acceptance.accepted > R.accepted_before
+  end)
+  R.acceptance_after = status.acceptance
+end
+
+--- Run :QuillChat (`cmd`) and wait for its reply; record how the buffer grew meanwhile.
+local function chat_turn(cmd, turn)
+  local before = vim.fn.bufnr('quill://chat') ~= -1
+      and #vim.fn.getbufline('quill://chat', 1, '$')
+    or 0
+  vim.cmd(cmd)
+  local snapshots, seen = {}, -1
+  local buf = H.wait_for('the chat buffer', function()
+    local b = vim.fn.bufnr('quill://chat')
+    return b ~= -1 and vim.b[b].quill_chat_state and b
+  end)
+  H.wait_for('the reply of turn ' .. turn, function()
+    local deltas = vim.b[buf].quill_chat_deltas or 0
+    if deltas ~= seen then
+      seen = deltas
+      local lines = vim.api.nvim_buf_get_lines(buf, before, -1, false)
+      table.insert(snapshots, { deltas = deltas, text = table.concat(lines, '\n') })
+    end
+    local state = vim.b[buf].quill_chat_state
+    if state == 'error' then
+      error('the chat failed: ' .. table.concat(vim.api.nvim_buf_get_lines(buf, 0, -1, false), '\n'))
+    end
+    -- The state of this turn: the buffer has grown past the previous turns.
+    return state == 'done' and vim.api.nvim_buf_line_count(buf) > before
+  end, 300000)
+  return {
+    reply = vim.b[buf].quill_chat_reply,
+    deltas = vim.b[buf].quill_chat_deltas,
+    snapshots = snapshots,
+    lines = vim.api.nvim_buf_get_lines(buf, before, -1, false),
+  }
+end
+
+function scenarios.chat()
+  open_file_and_wait_ready()
+  local file_win = vim.api.nvim_get_current_win()
+  R.turns = {}
+  table.insert(R.turns, chat_turn('QuillChat ' .. assert(os.getenv('QUILL_E2E_MESSAGE')), 1))
+  vim.api.nvim_set_current_win(file_win)
+  table.insert(R.turns, chat_turn('1,4QuillChat ' .. assert(os.getenv('QUILL_E2E_MESSAGE2')), 2))
+  R.chat_buffer = vim.fn.getbufline('quill://chat', 1, '$')
+end
+
+local function show_history()
+  local buf = vim.fn.bufnr('quill://history')
+  if buf ~= -1 then
+    vim.b[buf].quill_history_turns = nil
+  end
+  vim.cmd('QuillHistory')
+  H.wait_for(':QuillHistory', function()
+    local b = vim.fn.bufnr('quill://history')
+    return b ~= -1 and vim.b[b].quill_history_turns ~= nil
+  end)
+  return vim.fn.getbufline('quill://history', 1, '$')
+end
+
+function scenarios.history()
+  -- A fresh Neovim with no file open: the commands must start the server themselves.
+  R.history = show_history()
+  local status = require('quill.status')
+  vim.cmd('QuillStatus')
+  H.wait_for(':QuillStatus', function()
+    return status.last
+  end)
+  R.status_line = status.format(status.last)
+  local client = require('quill.client').get()
+  R.workspace_folder = require('quill.client').workspace_folder(client)
+  vim.cmd('QuillClear')
+  wait_request('the history to be cleared', 'quill/history', {
+    workspaceFolder = R.workspace_folder,
+  }, function(result)
+    return #result.turns == 0
+  end)
+  R.history_after_clear = show_history()
+end
+
+local name = assert(os.getenv('QUILL_E2E_SCENARIO'), '$QUILL_E2E_SCENARIO is not set')
+R.scenario = name
+H.run(assert(scenarios[name], 'unknown scenario ' .. name), tonumber(os.getenv('QUILL_E2E_WATCHDOG_MS')) or 540000)
