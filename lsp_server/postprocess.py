@@ -1,0 +1,147 @@
+"""Turning raw model text into the suggestion an editor shows.
+
+The rules users expect from Copilot, Tabby and llama.vim:
+- mid-line (text after the cursor on its line): one line only;
+- at a new block (cursor at the end of a line that is blank or opens a block): several lines, up
+  to where the text leaves the block (a line indented less than the block's first line);
+- stop where the text starts repeating what follows the cursor (the suffix);
+- keep the model's indentation as it is (no re-indenting, no stripping of inner lines);
+- brackets: cut at a closer that nothing opened, and drop closers the suffix already supplies;
+- never an empty or whitespace-only suggestion (None instead).
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+OPENERS = {"(": ")", "[": "]", "{": "}"}
+CLOSERS = {v: k for k, v in OPENERS.items()}
+BLOCK_OPENERS = (":", "{", "(", "[", "=>", " do", " then")
+MAX_LINES = 32
+
+
+def is_multiline_position(line_prefix: str, line_suffix: str, multiline: bool) -> bool:
+    """Whether a multi-line suggestion fits here: nothing after the cursor, a blank line or a block opener before it."""
+    if not multiline or line_suffix.strip():
+        return False
+    before = line_prefix.rstrip()
+    return not before or before.endswith(BLOCK_OPENERS)
+
+
+def postprocess(
+    text: str, *, prefix: str, suffix: str, line_prefix: str, line_suffix: str, multiline: bool
+) -> Optional[str]:
+    """The suggestion to show for model output `text`, or None when nothing useful is left."""
+    text = text.replace("\r\n", "\n")
+    if is_multiline_position(line_prefix, line_suffix, multiline):
+        text = _trim_block(text, line_prefix)
+        text = _cut_suffix_repeat(text, suffix)
+        text = _cut_unopened_closer(text, _open_brackets(prefix))
+        text = text.rstrip()
+    else:
+        text = text.split("\n", 1)[0]
+        text = _cut_unopened_closer(text, _open_brackets(line_prefix))
+        text = _drop_supplied_closers(text, line_prefix, line_suffix)
+        text = text.rstrip() if not line_suffix else text
+    if not text.strip():
+        return None
+    return text
+
+
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip(" \t"))
+
+
+def _trim_block(text: str, line_prefix: str) -> str:
+    """Keep lines while they stay inside the block that the first line opens or continues."""
+    lines = text.split("\n")[:MAX_LINES]
+    block_indent: Optional[int] = None
+    kept: list[str] = []
+    for i, line in enumerate(lines):
+        # the first line continues the cursor's line: it sets the block's indentation only
+        # when that line was blank so far (otherwise the block starts on the next line)
+        full = line_prefix + line if i == 0 else line
+        if not full.strip() or (i == 0 and line_prefix.strip()):
+            kept.append(line)
+            continue
+        if block_indent is None:
+            block_indent = _indent(full)
+        elif _indent(full) < block_indent:
+            break
+        kept.append(line)
+    while kept and not kept[-1].strip():
+        kept.pop()
+    return "\n".join(kept)
+
+
+def _cut_suffix_repeat(text: str, suffix: str) -> str:
+    """Cut before the first line that repeats the first non-blank line after the cursor."""
+    following = [line.strip() for line in suffix.split("\n")[:8] if line.strip()]
+    if not following:
+        return text
+    lines = text.split("\n")
+    for i, line in enumerate(lines):
+        if i > 0 and line.strip() == following[0]:
+            return "\n".join(lines[:i])
+    return text
+
+
+def _open_brackets(text: str) -> list[str]:
+    """Brackets opened and not closed in `text` (strings and comments are not understood)."""
+    stack: list[str] = []
+    for ch in text[-20000:]:
+        if ch in OPENERS:
+            stack.append(ch)
+        elif ch in CLOSERS and stack and stack[-1] == CLOSERS[ch]:
+            stack.pop()
+    return stack
+
+
+def _cut_unopened_closer(text: str, open_before: list[str]) -> str:
+    """Cut at the first closer that matches nothing opened before it."""
+    stack = list(open_before)
+    for i, ch in enumerate(text):
+        if ch in OPENERS:
+            stack.append(ch)
+        elif ch in CLOSERS:
+            if not stack or stack[-1] != CLOSERS[ch]:
+                return text[:i]
+            stack.pop()
+    return text
+
+
+def _drop_supplied_closers(text: str, line_prefix: str, line_suffix: str) -> str:
+    """Mid-line: drop text and closers that the rest of the line already supplies.
+
+    `print(|)` completed as `x)` becomes `x`; completed as `foo()` it stays `foo()`.
+    """
+    rest = line_suffix.strip()
+    if rest and text.rstrip().endswith(rest):
+        trimmed = text.rstrip()[: -len(rest)]
+        if trimmed.strip() and _unbalance(line_prefix + trimmed + line_suffix) <= _unbalance(
+            line_prefix + text + line_suffix
+        ):
+            text = trimmed
+    while text[-1:] in CLOSERS and text[:-1].strip() and _unmatched(line_prefix + text + line_suffix):
+        text = text[:-1]
+    return text
+
+
+def _unmatched(line: str) -> int:
+    """Closers in `line` that match no opener."""
+    stack: list[str] = []
+    unmatched = 0
+    for ch in line:
+        if ch in OPENERS:
+            stack.append(ch)
+        elif ch in CLOSERS:
+            if stack and stack[-1] == CLOSERS[ch]:
+                stack.pop()
+            else:
+                unmatched += 1
+    return unmatched
+
+
+def _unbalance(line: str) -> int:
+    """Unmatched closers plus unclosed openers."""
+    return _unmatched(line) + len(_open_brackets(line))

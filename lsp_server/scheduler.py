@@ -1,0 +1,134 @@
+"""Who gets the model when: superseding, cancellation, and completions versus chat.
+
+Policy (the issue asks to pick one of interleave / preempt / answer-empty and say which):
+**answer-empty.** While a chat reply is queued or streaming, inline completion requests are
+answered at once with an empty result and the chat keeps the model. The engine keeps one KV
+cache (the last sequence), so interleaving or preempting would throw away the chat's cache on
+every keystroke and slow both down; an empty answer costs the editor nothing (it asks again on
+the next keystroke) and the chat, which the user is watching, streams at full speed.
+
+Other rules:
+- A newer completion request for a document supersedes the older one: the older request is
+  answered with an empty result immediately, and its job is skipped if it has not started or
+  stopped between tokens if it has.
+- A completion waits a short debounce (`DEBOUNCE_S`) before it reaches the model, so a burst of
+  keystrokes (or 50 requests in a row) does the model work once, for the last one.
+- `$/cancelRequest` cancels the handler's task: the job's stop flag is set, the handler waits
+  until the worker has let go of it (at most one token), then the request is answered with
+  `RequestCancelled`. Every request gets exactly one response either way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+from lsp_server.model_host import Job, ModelHost
+from lsp_server.protocol import CompletionCounters
+
+DEBOUNCE_S = 0.05
+CANCEL_WAIT_S = 30.0  # bound on waiting for a stopped job to let go of the model
+
+
+@dataclass
+class _Ticket:
+    """One completion request's claim on its document."""
+
+    answer: asyncio.Future
+    job: Optional[Job] = None
+    superseded: bool = field(default=False)
+
+    def supersede(self) -> None:
+        self.superseded = True
+        if self.job is not None:
+            self.job.stop.set()
+        if not self.answer.done():
+            self.answer.set_result(None)
+
+
+class Scheduler:
+    """Runs on the event loop; hands jobs to the ModelHost's worker thread."""
+
+    def __init__(self, host: ModelHost) -> None:
+        self.host = host
+        self.counters = CompletionCounters()
+        self._latest: dict[str, _Ticket] = {}
+
+    async def completion(self, uri: str, work: Callable[[Job], Optional[str]]) -> Optional[str]:
+        """The completion text for the newest request on `uri`, or None (empty result)."""
+        counters = self.counters
+        counters.requested += 1
+        if self.host.state != "ready":
+            counters.not_ready += 1
+            return None
+        if self.host.chat_active:
+            counters.busy += 1
+            return None
+        loop = asyncio.get_running_loop()
+        ticket = _Ticket(loop.create_future())
+        previous, self._latest[uri] = self._latest.get(uri), ticket
+        if previous is not None:
+            previous.supersede()
+        try:
+            return await self._run_ticket(ticket, work)
+        finally:
+            if self._latest.get(uri) is ticket:
+                del self._latest[uri]
+
+    async def _run_ticket(self, ticket: _Ticket, work: Callable[[Job], Optional[str]]) -> Optional[str]:
+        await asyncio.wait([ticket.answer], timeout=DEBOUNCE_S)
+        if ticket.superseded:
+            self.counters.superseded += 1
+            return None
+        job = ticket.job = self.host.submit("completion", lambda job: self._counted(job, work))
+        loop = asyncio.get_running_loop()
+        job.future.add_done_callback(lambda f: loop.call_soon_threadsafe(_settle, ticket.answer, f))
+        try:
+            result = await asyncio.shield(ticket.answer)
+        except asyncio.CancelledError:
+            self.counters.cancelled += 1
+            await stop_and_wait(job)
+            raise
+        if ticket.superseded:
+            self.counters.superseded += 1
+            return None
+        return result
+
+    def _counted(self, job: Job, work: Callable[[Job], Optional[str]]) -> Optional[str]:
+        """Worker side: run `work` and count whether it finished or was stopped part-way."""
+        try:
+            return work(job)
+        finally:
+            if job.stop.is_set():
+                self.counters.stopped_tokens += job.tokens
+            else:
+                self.counters.generated += 1
+
+    async def chat(self, work: Callable[[Job], Any]) -> Any:
+        """Run a chat job to its end; on cancellation stop it, wait for it, then re-raise."""
+        job = self.host.submit("chat", work)
+        try:
+            return await asyncio.shield(asyncio.wrap_future(job.future))
+        except asyncio.CancelledError:
+            await stop_and_wait(job)
+            raise
+
+
+def _settle(answer: asyncio.Future, done: "Any") -> None:
+    """Copy a finished job's outcome into the request's answer (unless already answered)."""
+    if answer.done():
+        return
+    if done.exception() is not None:
+        answer.set_exception(done.exception())
+    else:
+        answer.set_result(done.result())
+
+
+async def stop_and_wait(job: Job) -> None:
+    """Set the job's stop flag and wait until the worker is done with it."""
+    job.stop.set()
+    wrapped = asyncio.wrap_future(job.future)
+    await asyncio.wait([wrapped], timeout=CANCEL_WAIT_S)
+    if wrapped.done() and not wrapped.cancelled():
+        wrapped.exception()  # retrieved so asyncio does not warn about it

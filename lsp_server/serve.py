@@ -1,0 +1,79 @@
+"""`quill serve`: run the language server over stdio.
+
+stdout carries the protocol and nothing else: logging goes to stderr, and records of the `quill`
+and `lsp_server` loggers are also sent to the editor as `window/logMessage` (from any thread, via
+the event loop). Anything else that prints to stdout (a library's stray `print`) is redirected to
+stderr before the server starts, while the protocol writes to the real stdout's buffer.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+
+from lsprotocol import types
+
+LEVELS = {logging.ERROR: types.MessageType.Error, logging.WARNING: types.MessageType.Warning}
+
+
+class LogMessageHandler(logging.Handler):
+    """Forwards log records to the client as window/logMessage once the server runs."""
+
+    def __init__(self, server) -> None:
+        super().__init__(logging.INFO)
+        self.server = server
+
+    def emit(self, record: logging.LogRecord) -> None:
+        loop = self.server.loop  # set when `initialize` arrives
+        if loop is None or loop.is_closed():
+            return
+        kind = LEVELS.get(record.levelno, types.MessageType.Info)
+        params = types.LogMessageParams(type=kind, message=self.format(record))
+        try:
+            loop.call_soon_threadsafe(self._send, params)
+        except RuntimeError:  # loop already closed during exit
+            pass
+
+    def _send(self, params: types.LogMessageParams) -> None:
+        try:
+            self.server.window_log_message(params)
+        except Exception:
+            pass
+
+
+def add_model_flags(parser: argparse.ArgumentParser) -> None:
+    """The sample's flags (plus --model/--device), shared by serve, chat, complete and try."""
+    parser.add_argument("--model", help="model alias, HF repo id, directory, .gguf or model.pth (default smollm2)")
+    parser.add_argument("--hf_model", help="Hugging Face repo id (the sample's flag; same as --model)")
+    parser.add_argument("--checkpoint_path", help="a converted or Hugging Face checkpoint directory")
+    parser.add_argument("--device", help="auto, cpu, cuda[:N], mps or directml")
+    parser.add_argument("--precision", help="auto, float32, float16 or bfloat16")
+    parser.add_argument("--max_context_length", type=int, help="chat prompt budget in tokens (default 1500)")
+    parser.add_argument("--disable_history", action="store_true", help="do not read or write chat history")
+    parser.add_argument("--data_dir", help="where chat history is kept (default: QUILL_DATA_DIR or the user data dir)")
+    parser.add_argument("--cache_dir", help="where converted models are kept (default: QUILL_CACHE_DIR or the user cache dir)")
+
+
+def run(args: argparse.Namespace) -> int:
+    """Serve LSP on stdin/stdout until the client says exit."""
+    from lsp_server import settings
+    from lsp_server.server import server
+
+    protocol_out = sys.stdout.buffer
+    sys.stdout = sys.stderr  # nothing but the protocol may reach the real stdout
+    logging.basicConfig(
+        level=os.environ.get("QUILL_LOG_LEVEL", "INFO").upper(),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    logging.getLogger("pygls").setLevel(logging.WARNING)
+    handler = LogMessageHandler(server)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    for name in ("quill", "lsp_server", "runtime"):
+        logging.getLogger(name).addHandler(handler)
+
+    server.cli_settings = settings.from_cli(args)
+    server.start_io(sys.stdin.buffer, protocol_out)
+    return 0

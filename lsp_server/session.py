@@ -1,0 +1,312 @@
+"""The server's state and the steps behind each handler: settings, loading, completing, chatting.
+
+`QuillServer` is the pygls `LanguageServer` subclass the handlers in `server.py` receive as `ls`.
+It owns the settings, the `ModelHost` (model + worker thread), the `Scheduler`, the acceptance
+counters and the history stores, and it is the one place where errors become user messages:
+a `QuillError` becomes a JSON-RPC error whose message says what to do (`user_error`), and
+problems outside a request (a bad setting, a failed load) become one `window/showMessage` with
+details in the log.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from typing import Any, Optional
+
+from lsprotocol import types
+from pygls.exceptions import JsonRpcServerError
+from pygls.lsp.server import LanguageServer
+
+from lsp_server import chat, completion, history, settings as settings_mod
+from lsp_server.model_host import ModelHost
+from lsp_server.protocol import CONFIG_SECTION, Acceptance, ChatParams, ChatResult, StatusResult, Usage
+from lsp_server.scheduler import Scheduler
+from lsp_server.transport import QuillProtocol, is_parse_error
+from runtime.errors import QuillError
+
+log = logging.getLogger("quill")
+
+QUILL_ERROR_CODE = -32001  # JSON-RPC server-error range: a problem the user can fix
+
+
+@contextlib.contextmanager
+def user_error():
+    """Turn a QuillError into a JSON-RPC error carrying its message (the one boundary)."""
+    try:
+        yield
+    except QuillError as exc:
+        raise JsonRpcServerError(str(exc), QUILL_ERROR_CODE) from exc
+
+
+class QuillServer(LanguageServer):
+    def __init__(self) -> None:
+        from lsp_server import __version__
+
+        super().__init__("quill", __version__, protocol_cls=QuillProtocol)
+        self.cli_settings: dict = {}  # camelCase, from `quill serve` flags; wins over the editor
+        self.init_options: Any = None
+        self.settings = settings_mod.Settings()
+        self.host = ModelHost()
+        self.scheduler = Scheduler(self.host)
+        self.acceptance = Acceptance()
+        self.load_started = asyncio.Event()
+        self.loop: Optional[asyncio.AbstractEventLoop] = None  # pygls' loop, known from `initialize`
+        self._load_key: Optional[tuple] = None
+        self._shown_problems: set[str] = set()
+        self._stores: dict[tuple, history.HistoryStore] = {}
+
+    # --- settings and loading ------------------------------------------------------------------
+
+    def apply_initialization_options(self, options: Any) -> None:
+        """Remember `initializationOptions` ({"quill": {...}} or the section itself)."""
+        self.loop = asyncio.get_running_loop()
+        if isinstance(options, dict) and isinstance(options.get(CONFIG_SECTION), dict):
+            options = options[CONFIG_SECTION]
+        self.init_options = options
+        self.settings, problems = self._resolve(None)
+        self._report_problems(problems)
+
+    def _resolve(self, configuration: Any) -> tuple[settings_mod.Settings, list[str]]:
+        resolved, problems = settings_mod.merge(settings_mod.Settings(), self.init_options, "initializationOptions")
+        resolved, more = settings_mod.merge(resolved, configuration)
+        resolved, flags = settings_mod.merge(resolved, self.cli_settings, "command line")
+        return resolved, problems + more + flags
+
+    async def refresh_configuration(self, pushed: Any) -> None:
+        """Re-read settings (pushed with didChangeConfiguration, else pulled); reload if needed."""
+        configuration = pushed.get(CONFIG_SECTION) if isinstance(pushed, dict) else None
+        if configuration is None and self._client_supports_configuration():
+            try:
+                items = [types.ConfigurationItem(section=CONFIG_SECTION)]
+                configuration = (await self.workspace_configuration_async(types.ConfigurationParams(items)))[0]
+            except Exception as exc:  # a client that fails the request still gets a working server
+                log.warning("workspace/configuration failed: %s", exc)
+        self.settings, problems = self._resolve(configuration)
+        self._report_problems(problems)
+        if self.settings.load_key() != self._load_key:
+            self._load_key = self.settings.load_key()
+            asyncio.ensure_future(self.load_model())
+
+    def _client_supports_configuration(self) -> bool:
+        workspace = self.client_capabilities.workspace
+        return bool(workspace and workspace.configuration)
+
+    def _report_problems(self, problems: list[str]) -> None:
+        for problem in problems:
+            log.warning("%s", problem)
+            if problem not in self._shown_problems:
+                self._shown_problems.add(problem)
+                self.window_show_message(types.ShowMessageParams(types.MessageType.Warning, f"Quill: {problem}"))
+
+    async def load_model(self) -> None:
+        """Load (or reload) the model on the worker, reporting work-done progress."""
+        s = self.settings
+        reporter = await ProgressReporter.start(self, f"Quill: loading {s.model_ref}")
+        loop = asyncio.get_running_loop()
+        job = self.host.load(
+            s.model_ref,
+            device=s.device,
+            precision=s.precision,
+            cache_dir=s.cache_dir,
+            progress=lambda *p: loop.call_soon_threadsafe(reporter.report, *p),
+        )
+        self.load_started.set()
+        try:
+            loaded = await asyncio.wrap_future(job.future)
+        except BaseException as exc:
+            reporter.end(f"Failed: {self.host.error}")
+            self.window_show_message(types.ShowMessageParams(types.MessageType.Error, f"Quill: {self.host.error}"))
+            if not isinstance(exc, Exception):
+                raise
+            return
+        engine = loaded.engine
+        message = f"{s.model_ref} ready on {engine.device} ({engine.dtype})"
+        reporter.end(message)
+        log.info("%s; FIM: %s", message, "yes" if loaded.fim else "no (prefix continuation)")
+
+    # --- completions ---------------------------------------------------------------------------
+
+    def client_has_inline_completion(self) -> bool:
+        text_document = self.client_capabilities.text_document
+        return bool(text_document and getattr(text_document, "inline_completion", None))
+
+    def completion_request(self, uri: str, position: types.Position) -> Optional[completion.Request]:
+        """A snapshot of the window around `position`, or None for a document never opened."""
+        document = self.workspace.text_documents.get(uri)
+        if document is None:
+            log.info("completion for %s, which is not open: empty result", uri)
+            return None
+        encoding = str(getattr(self.workspace.position_encoding, "value", None) or "utf-16")
+        return completion.snapshot(document.source, position, self.settings.completion, encoding)
+
+    async def complete(self, uri: str, request: completion.Request) -> Optional[str]:
+        """The suggestion text for `request` under the scheduler's rules (None = empty result)."""
+        host = self.host
+        text = await self.scheduler.completion(uri, lambda job: completion.run(host, job, request))
+        if text is not None:
+            self.acceptance.shown += 1
+        return text
+
+    # --- chat and history ----------------------------------------------------------------------
+
+    def folder_for(self, folder: Optional[str], document_uri: Optional[str]) -> Optional[str]:
+        """The workspace folder a chat belongs to: the given one, the document's, else the first."""
+        if folder:
+            return folder
+        folders = [f.uri for f in self.workspace.folders.values()]
+        if document_uri:
+            matches = [f for f in folders if document_uri.startswith(f.rstrip("/") + "/")]
+            if matches:
+                return max(matches, key=len)
+        return folders[0] if folders else self.workspace.root_uri
+
+    def history_store(self, folder: Optional[str]) -> Optional[history.HistoryStore]:
+        """The store for `folder`, or None when history is off."""
+        if not self.settings.history:
+            return None
+        data_dir = history.default_data_dir(self.settings.data_dir)
+        key = (str(data_dir), folder)
+        if key not in self._stores:
+            self._stores[key] = history.HistoryStore(data_dir, folder)
+        return self._stores[key]
+
+    def _editor_context(self, params: ChatParams) -> Optional[chat.EditorContext]:
+        if params.text_document is None:
+            return None
+        document = self.workspace.text_documents.get(params.text_document.uri)
+        if document is None:
+            return None
+        start = end = None
+        if params.range is not None:
+            start = (params.range.start.line, params.range.start.character)
+            end = (params.range.end.line, params.range.end.character)
+        name = document.uri.rsplit("/", 1)[-1]
+        return chat.context_from_document(document.source, name, document.language_id or "", start, end)
+
+    async def chat(self, params: ChatParams) -> ChatResult:
+        """Run one chat turn on the worker, streaming deltas, and record it in the history."""
+        await self.load_started.wait()
+        if self.host.state == "error":
+            raise QuillError(self.host.error or "The model failed to load.")
+        context = self._editor_context(params)
+        store = self.history_store(self.folder_for(params.workspace_folder, params.text_document and params.text_document.uri))
+        s = self.settings
+        loop = asyncio.get_running_loop()
+        token = params.partial_result_token
+        send = (lambda text: loop.call_soon_threadsafe(self._send_delta, token, text)) if token is not None else None
+        turn = ChatTurn(self.host, params.message, context, store, s, send)
+        result = await self.scheduler.chat(turn.run)
+        return result
+
+    def _send_delta(self, token: Any, text: str) -> None:
+        self.protocol.notify(types.PROGRESS, types.ProgressParams(token=token, value={"delta": text}))
+
+    # --- status and errors ---------------------------------------------------------------------
+
+    def status(self) -> StatusResult:
+        model = self.host.status()
+        return StatusResult(
+            state=model["state"],
+            model=model["model"],
+            device=model["device"],
+            dtype=model["dtype"],
+            progress=model["progress"],
+            acceptance=self.acceptance,
+            error=model["error"],
+            generations=self.host.generations,
+            completions=self.scheduler.counters,
+            last_generation=self.host.last_generation,
+            settings=settings_mod.to_dict(self.settings),
+        )
+
+    def stop_all(self) -> None:
+        """Ask the worker to stop whatever it generates (shutdown)."""
+        for future in list(self.protocol._request_futures.values()):
+            future.cancel()
+
+    def report_server_error(self, error: Exception, source: Any) -> None:
+        """Errors outside a request: answer garbage with ParseError, log the rest (no popups)."""
+        if is_parse_error(error):
+            self.protocol.send_parse_error(error)
+        log.warning("protocol error (%s): %s", getattr(source, "__name__", source), error)
+
+
+class ChatTurn:
+    """The worker-side part of one chat turn."""
+
+    def __init__(self, host: ModelHost, message: str, context, store, s: settings_mod.Settings, send) -> None:
+        self.host, self.message, self.context, self.store, self.s, self.send = host, message, context, store, s, send
+
+    def run(self, job) -> ChatResult:
+        from runtime.engine import GenerationConfig
+        from runtime.prompts import build_chat_prompt
+
+        loaded = self.host.loaded
+        if loaded is None:
+            raise QuillError(f"No model is loaded: {self.host.error or 'loading did not finish'}.")
+        tokenizer, s = loaded.engine.tokenizer, self.s
+        budget = min(s.max_context_length, loaded.engine.max_seq_length - s.chat.max_tokens - 1)
+        earlier = self.store.prompt_messages() if self.store else []
+        user_text = chat.user_message(tokenizer, self.message, self.context, budget)
+        ids = build_chat_prompt(tokenizer, loaded.chat_format, chat.chat_messages(earlier, user_text), budget)
+        gen = GenerationConfig(
+            max_new_tokens=s.chat.max_tokens,
+            temperature=s.chat.temperature,
+            top_k=s.chat.top_k,
+            stop_ids=frozenset(tokenizer.stop_ids),
+        )
+        result = self.host.generate(job, ids, gen, on_text=self.send)
+        if self.store is not None:
+            self.store.append_turn(self.message, result.text, result.finish_reason)
+        usage = Usage(prompt_tokens=result.prompt_tokens, completion_tokens=len(result.token_ids))
+        return ChatResult(reply=result.text, finish_reason=result.finish_reason, usage=usage)
+
+
+class ProgressReporter:
+    """Work-done progress for a model load: begin, report per phase/percent, end."""
+
+    def __init__(self, ls: QuillServer, token: Optional[str], title: str) -> None:
+        self.ls, self.token, self.title = ls, token, title
+        self._last: Optional[tuple[str, int]] = None
+
+    @classmethod
+    async def start(cls, ls: QuillServer, title: str) -> "ProgressReporter":
+        token: Optional[str] = str(uuid.uuid4())
+        window = ls.client_capabilities.window
+        if window and window.work_done_progress:
+            try:
+                await ls.work_done_progress.create_async(token)
+                ls.work_done_progress.begin(token, types.WorkDoneProgressBegin(title=title, percentage=0))
+            except Exception as exc:
+                log.warning("work-done progress unavailable: %s", exc)
+                token = None
+        else:
+            token = None
+        log.info("%s", title)
+        return cls(ls, token, title)
+
+    def report(self, phase: str, done: int, total: int) -> None:
+        percent = int(100 * done / total) if total > 0 else 0
+        if self._last == (phase, percent):
+            return
+        if self._last is None or self._last[0] != phase:
+            log.info("%s: %s", self.title, phase)
+        self._last = (phase, percent)
+        if self.token is not None:
+            message = f"{phase} {_amount(phase, done, total)}"
+            self.ls.work_done_progress.report(self.token, types.WorkDoneProgressReport(message=message, percentage=percent))
+
+    def end(self, message: str) -> None:
+        log.info("%s", message)
+        if self.token is not None:
+            self.ls.work_done_progress.end(self.token, types.WorkDoneProgressEnd(message=message))
+
+
+def _amount(phase: str, done: int, total: int) -> str:
+    if phase == "download":
+        return f"{done / 1e6:.1f}/{total / 1e6:.1f} MB"
+    return f"{done}/{total}"
+

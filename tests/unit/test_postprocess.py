@@ -1,0 +1,59 @@
+"""Post-processing of raw model text into the suggestion an editor shows."""
+
+from lsp_server.postprocess import is_multiline_position, postprocess
+
+
+def pp(text, before, after="", multiline=True):
+    """`before`/`after`: the document around the cursor (only the cursor's line matters mostly)."""
+    line_prefix = before.rsplit("\n", 1)[-1]
+    line_suffix = after.split("\n", 1)[0]
+    return postprocess(text, prefix=before, suffix=after, line_prefix=line_prefix,
+                       line_suffix=line_suffix, multiline=multiline)
+
+
+def test_mid_line_is_single_line():
+    assert pp("a, b)\n    return x\n", "print(", ")") == "a, b"
+    assert not is_multiline_position("x = foo(", ")", True)
+
+
+def test_new_block_is_multi_line_and_stops_when_leaving_the_block():
+    before = "def add(a, b):\n"
+    text = "    total = a + b\n    return total\n\ndef other():\n    pass\n"
+    assert pp(text, before) == "    total = a + b\n    return total"
+
+
+def test_after_a_block_opener_keeps_the_next_lines_indentation():
+    text = "\n    for x in xs:\n        yield x\nprint('done')"
+    assert pp(text, "def gen(xs):") == "\n    for x in xs:\n        yield x"
+
+
+def test_multiline_setting_off_gives_one_line():
+    assert pp("    return 1\n    more\n", "def f():\n", multiline=False) == "    return 1"
+
+
+def test_stops_before_repeating_the_suffix():
+    before = "def f(x):\n"
+    after = "    return y\n"
+    text = "    y = x * 2\n    return y\n"
+    assert pp(text, before, after) == "    y = x * 2"
+
+
+def test_drops_closers_the_suffix_supplies_but_keeps_balanced_ones():
+    assert pp("x)", "print(", ")") == "x"
+    assert pp("foo()", "print(", ")") == "foo()"
+    assert pp("value):", "if check(", "):") == "value"
+
+
+def test_cuts_at_a_closer_nothing_opened():
+    assert pp("1, 2]\nmore", "items = [0, ", "") == "1, 2]"
+    assert pp("a) + b)", "f(", "") == "a) + b"
+
+
+def test_never_empty_or_whitespace_only():
+    assert pp("   \n\n", "def f():\n") is None
+    assert pp("\nfoo", "x = 1", " # note") is None
+    assert pp("", "x") is None
+
+
+def test_mid_line_keeps_trailing_space_before_suffix_text():
+    assert pp("x = 5", "", "= 5") == "x "
