@@ -1,0 +1,200 @@
+"""The engine facade: load a converted checkpoint, generate from token ids, reuse the KV cache.
+
+The language server and the CLI talk to the runtime only through `Engine` (plus the tokenizer and
+prompt builders). One engine serves one sequence at a time: it keeps the token ids whose keys and
+values are in its cache, and the next `generate` prefills only what follows the longest common
+prefix (an editor sends nearly the same prompt on every keystroke). Calls are serialized by a
+lock; run them from a worker thread, never on an event loop.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+
+from .checkpoint import Manifest, load_tensors, read_manifest
+from .config import ModelConfig
+from .devices import Device, dtype_name, resolve_device, resolve_dtype
+from .errors import CheckpointError
+from .generate import ContextLengthError, TextStream, check_fits, generate
+from .model import Transformer
+from .sampling import Sampler
+
+__all__ = ["ContextLengthError", "Engine", "GenerationConfig", "GenerationResult", "load_engine"]
+
+Progress = Callable[[str, int, int], None]
+DEFAULT_MAX_SEQ_LENGTH = 4096  # KV cache size when the caller does not choose one
+
+
+@dataclass
+class GenerationConfig:
+    max_new_tokens: int = 256
+    temperature: float = 0.0
+    top_k: int | None = None
+    top_p: float | None = None
+    stop_ids: frozenset = frozenset()  # added to the tokenizer's own stop ids
+    stop_strings: tuple = ()
+    seed: int | None = None
+
+
+@dataclass
+class GenerationResult:
+    token_ids: list[int]
+    text: str
+    finish_reason: str  # "stop" | "length" | "cancelled"
+    prompt_tokens: int
+    reused_tokens: int  # prompt tokens whose KV came from the previous call
+    computed_tokens: int  # prompt tokens actually prefilled
+
+
+def common_prefix_length(a: Sequence[int], b: Sequence[int]) -> int:
+    n = min(len(a), len(b))
+    for i in range(n):
+        if a[i] != b[i]:
+            return i
+    return n
+
+
+class Engine:
+    def __init__(
+        self,
+        model: Transformer,
+        tokenizer,
+        *,
+        device: Device,
+        checkpoint_dir: Path | None = None,
+        manifest: Manifest | None = None,
+    ):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.config: ModelConfig = model.config
+        self.device = device.name
+        self.dtype = dtype_name(model.tok_embeddings.weight.dtype)
+        self.checkpoint_dir = checkpoint_dir
+        self.manifest = manifest
+        self._cached_ids: list[int] = []  # tokens whose keys/values the cache holds, from position 0
+        self._lock = threading.Lock()
+
+    @classmethod
+    def load(
+        cls,
+        checkpoint_dir: str | os.PathLike,
+        *,
+        device: str = "auto",
+        precision: str = "auto",
+        max_seq_length: int | None = None,
+        progress: Progress | None = None,
+    ) -> "Engine":
+        """Load a converted checkpoint (see `checkpoint.py`) onto `device` in `precision`."""
+        from .tokenizer import load_tokenizer
+
+        report = progress or (lambda phase, done, total: None)
+        checkpoint_dir = Path(checkpoint_dir)
+        manifest = read_manifest(checkpoint_dir)
+        config = ModelConfig.from_hf_config(manifest.config)
+        if manifest.architecture != config.family:
+            raise CheckpointError(
+                f"{checkpoint_dir}: the manifest says {manifest.architecture!r} but config.json describes "
+                f"a {config.family!r} model. Remove it with `quill rm` and convert again."
+            )
+        dev = resolve_device(device)
+        dtype = resolve_dtype(precision, dev)
+        report("load", 0, 3)
+        tokenizer = load_tokenizer(checkpoint_dir)
+        tensors = load_tensors(checkpoint_dir, manifest, device=dev.torch_device, dtype=dtype)
+        report("load", 1, 3)
+        model = build_model(config, tensors, dev, max_seq_length=max_seq_length)
+        report("load", 3, 3)
+        return cls(model, tokenizer, device=dev, checkpoint_dir=checkpoint_dir, manifest=manifest)
+
+    @property
+    def max_seq_length(self) -> int:
+        return self.model.max_seq_length
+
+    def generate(
+        self,
+        prompt_ids: Sequence[int],
+        gen: GenerationConfig | None = None,
+        *,
+        on_text: Callable[[str], None] | None = None,
+        should_stop: Callable[[], bool] | None = None,
+    ) -> GenerationResult:
+        gen = gen or GenerationConfig()
+        prompt_ids = [int(t) for t in prompt_ids]
+        check_fits(self.model, len(prompt_ids))
+        tokenizer_stops = getattr(self.tokenizer, "stop_ids", frozenset()) or frozenset()
+        with self._lock:
+            # Re-run at least the last prompt token: its logits are not kept.
+            reuse = min(common_prefix_length(self._cached_ids, prompt_ids), len(prompt_ids) - 1)
+            self._cached_ids = prompt_ids[:reuse]  # still valid whatever happens below
+            out = generate(
+                self.model,
+                prompt_ids,
+                start_pos=reuse,
+                max_new_tokens=gen.max_new_tokens,
+                sampler=Sampler(gen.temperature, gen.top_k, gen.top_p, gen.seed),
+                stop_ids=frozenset(gen.stop_ids) | frozenset(tokenizer_stops),
+                text=TextStream(self.tokenizer, gen.stop_strings, on_text),
+                should_stop=should_stop,
+            )
+            self._cached_ids = out.cached_ids
+        return GenerationResult(
+            token_ids=out.token_ids,
+            text=out.text,
+            finish_reason=out.finish_reason,
+            prompt_tokens=len(prompt_ids),
+            reused_tokens=reuse if out.computed_tokens else 0,
+            computed_tokens=out.computed_tokens,
+        )
+
+    def reset(self) -> None:
+        """Forget the cached sequence (the next call prefills its whole prompt)."""
+        with self._lock:
+            self._cached_ids = []
+
+
+def build_model(
+    config: ModelConfig,
+    tensors: dict[str, torch.Tensor],
+    device: Device,
+    *,
+    max_seq_length: int | None = None,
+) -> Transformer:
+    """Build the model around already-loaded native tensors (no second copy of the weights)."""
+    with torch.device("meta"):
+        model = Transformer(config)
+    try:
+        model.load_state_dict(tensors, strict=True, assign=True)
+    except RuntimeError as err:
+        raise CheckpointError(
+            f"The checkpoint's tensors do not match its config.json ({err}). Convert the model again."
+        ) from err
+    model.eval().requires_grad_(False)
+    seq = max_seq_length or min(config.max_position_embeddings, DEFAULT_MAX_SEQ_LENGTH)
+    model.setup_caches(max_batch_size=1, max_seq_length=seq)
+    if device.kind == "directml":
+        from .directml_ops import DirectMLOps
+
+        model.use_directml_ops(DirectMLOps.load())
+    return model
+
+
+def load_engine(
+    ref: str | None,
+    *,
+    device: str = "auto",
+    precision: str = "auto",
+    cache_dir: str | os.PathLike | None = None,
+    progress: Progress | None = None,
+) -> Engine:
+    """Resolve a model reference (alias, repo id, folder, .gguf, ...) to a converted checkpoint,
+    converting on first use, and load it."""
+    from .store import resolve_model
+
+    checkpoint_dir = resolve_model(ref, cache_dir=cache_dir, progress=progress)
+    return Engine.load(checkpoint_dir, device=device, precision=precision, progress=progress)

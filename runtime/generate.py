@@ -1,0 +1,160 @@
+"""Token generation over a static KV cache: prefill, then one token at a time (gpt-fast's loop).
+
+`generate` prefills the prompt from `start_pos` on (the positions before it already hold the
+right keys and values: prefix reuse), then decodes one token per step until a stop id, a stop
+string, the token budget, the end of the cache or `should_stop()`. Text is streamed through the
+tokenizer's incremental decoder; text that could be the start of a stop string is held back until
+it is known not to be, so a stop string never reaches the caller.
+
+Prompts must fit: the caller (the prompt builders clip history and context to a token budget)
+keeps `len(prompt_ids) < max_seq_length`; a longer prompt raises `ContextLengthError`. When the
+cache fills up during generation, generation ends with finish_reason "length".
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import torch
+from torch import Tensor
+
+from .errors import QuillError
+from .model import Transformer
+from .sampling import Sampler
+
+
+class ContextLengthError(QuillError):
+    """The prompt does not fit the model's context (the KV cache)."""
+
+
+@torch.no_grad()
+def prefill(model: Transformer, tokens: Tensor, input_pos: Tensor) -> Tensor:
+    """tokens [B, S] at positions input_pos [S] -> logits of the last position [B, V]."""
+    return model(tokens, input_pos, last_only=True)[:, -1]
+
+
+@torch.no_grad()
+def decode_one_token(model: Transformer, cur_token: Tensor, input_pos: Tensor) -> Tensor:
+    """cur_token [B, 1] at input_pos [1] -> logits [B, V]. Fixed shapes, no host sync."""
+    return model(cur_token, input_pos)[:, -1]
+
+
+class TextStream:
+    """Incremental detokenizing with stop strings; `on_text` receives only final text."""
+
+    def __init__(self, tokenizer, stop_strings: Sequence[str], on_text: Callable[[str], None] | None):
+        self.decoder = tokenizer.incremental_decoder() if tokenizer is not None else None
+        self.stop_strings = tuple(s for s in stop_strings if s)
+        self.on_text = on_text
+        self.text = ""  # everything decoded so far
+        self.emitted = 0  # how much of `text` went to on_text
+        self.stopped = False  # a stop string was found; text is cut before it
+
+    def push(self, token_id: int) -> bool:
+        """Add one token; return True when a stop string completed."""
+        if self.decoder is not None:
+            self.text += self.decoder.push(token_id)
+        return self._advance(final=False)
+
+    def finish(self) -> str:
+        """Flush the decoder and emit what was held back; return the final text."""
+        if self.decoder is not None and not self.stopped:
+            self.text += self.decoder.flush()
+            self._advance(final=True)
+        return self.text
+
+    def _advance(self, final: bool) -> bool:
+        if self.stopped:
+            return True
+        longest = max((len(s) for s in self.stop_strings), default=0)
+        search_from = max(0, self.emitted - longest)
+        hits = [i for s in self.stop_strings if (i := self.text.find(s, search_from)) >= 0]
+        if hits:
+            self.text = self.text[: min(hits)]
+            self.stopped = True
+        end = len(self.text) if (final or self.stopped) else len(self.text) - self._held_back()
+        if end > self.emitted:
+            delta, self.emitted = self.text[self.emitted : end], end
+            if self.on_text is not None:
+                self.on_text(delta)
+        return self.stopped
+
+    def _held_back(self) -> int:
+        """Length of the longest tail of text that starts some stop string."""
+        for n in range(min(len(self.text), max((len(s) - 1 for s in self.stop_strings), default=0)), 0, -1):
+            tail = self.text[-n:]
+            if any(s.startswith(tail) for s in self.stop_strings):
+                return n
+        return 0
+
+
+@dataclass
+class Outcome:
+    token_ids: list[int] = field(default_factory=list)
+    text: str = ""
+    finish_reason: str = "length"  # "stop" | "length" | "cancelled"
+    computed_tokens: int = 0  # prompt tokens actually prefilled
+    cached_ids: list[int] = field(default_factory=list)  # ids whose keys/values the cache now holds
+
+
+def check_fits(model: Transformer, n_prompt: int) -> None:
+    if n_prompt == 0:
+        raise ContextLengthError("The prompt is empty; give at least one token.")
+    if n_prompt >= model.max_seq_length:
+        raise ContextLengthError(
+            f"The prompt has {n_prompt} tokens but the context holds {model.max_seq_length}. "
+            "Shorten the prompt (lower maxContextLength / contextTokens) or load the model with a "
+            "larger max_seq_length."
+        )
+
+
+def generate(
+    model: Transformer,
+    prompt_ids: Sequence[int],
+    *,
+    start_pos: int,
+    max_new_tokens: int,
+    sampler: Sampler,
+    stop_ids: frozenset[int] = frozenset(),
+    text: TextStream | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> Outcome:
+    """Generate after `prompt_ids`, whose first `start_pos` tokens are already in the cache."""
+    check_fits(model, len(prompt_ids))
+    text = text or TextStream(None, (), None)
+    cancelled = should_stop or (lambda: False)
+    out = Outcome(cached_ids=list(prompt_ids[:start_pos]))
+    if cancelled():
+        out.finish_reason = "cancelled"
+        return out
+    device = model.tok_embeddings.weight.device
+    n_prompt = len(prompt_ids)
+    tokens = torch.tensor([prompt_ids[start_pos:]], dtype=torch.long, device=device)  # [1, S]
+    logits = prefill(model, tokens, torch.arange(start_pos, n_prompt, device=device))
+    out.computed_tokens = n_prompt - start_pos
+    out.cached_ids = list(prompt_ids)
+    # Token n (0-based) is fed at position n_prompt + n to produce token n + 1; the last token
+    # sampled is never fed, so the cache allows max_seq_length - n_prompt + 1 new tokens.
+    budget = min(max_new_tokens, model.max_seq_length - n_prompt + 1)
+    input_pos = torch.tensor([n_prompt], dtype=torch.long, device=device)
+    while len(out.token_ids) < budget:
+        next_token = sampler(logits)  # [1]
+        token_id = int(next_token[0])
+        if token_id in stop_ids:
+            out.finish_reason = "stop"
+            break
+        out.token_ids.append(token_id)
+        if text.push(token_id):
+            out.finish_reason = "stop"
+            break
+        if len(out.token_ids) >= budget:
+            break
+        if cancelled():
+            out.finish_reason = "cancelled"
+            break
+        logits = decode_one_token(model, next_token.view(1, 1), input_pos)
+        out.cached_ids.append(token_id)
+        input_pos += 1
+    out.text = text.finish()
+    return out
