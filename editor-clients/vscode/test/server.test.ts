@@ -53,6 +53,7 @@ interface Server {
   connection: ProtocolConnection;
   stderr: string[];
   messages: string[];
+  stopping: boolean;
 }
 
 function startServer(settings: object): Server {
@@ -61,6 +62,17 @@ function startServer(settings: object): Server {
   const stderr: string[] = [];
   child.stderr!.on('data', (chunk: Buffer) => stderr.push(chunk.toString()));
   const connection = createProtocolConnection(new StreamMessageReader(child.stdout!), new StreamMessageWriter(child.stdin!));
+  // A server that dies must fail the test with its stderr, not leave requests pending forever.
+  const died = (why: string) => {
+    connection.dispose();
+    process.stderr.write(`quill server ${why}; its stderr:\n${stderr.join('').slice(-4000)}\n`);
+  };
+  child.on('error', (error) => died(`could not start (${command}): ${error.message}`));
+  child.on('exit', (code, signal) => {
+    if (!server.stopping) {
+      died(`exited early (code ${code}, signal ${signal})`);
+    }
+  });
   const messages: string[] = [];
   connection.onRequest(WorkDoneProgressCreateRequest.type, () => undefined);
   connection.onRequest(RegistrationRequest.type, () => undefined);
@@ -69,7 +81,8 @@ function startServer(settings: object): Server {
     messages.push(params.message);
   });
   connection.listen();
-  return { process: child, connection, stderr, messages };
+  const server: Server = { process: child, connection, stderr, messages, stopping: false };
+  return server;
 }
 
 /** Ask quill/status until `done(status)` holds; each poll waits for the previous answer. */
@@ -123,6 +136,7 @@ describe('quill server through vscode-languageserver-protocol', { skip: SKIP, ti
     if (!server) {
       return;
     }
+    server.stopping = true;
     const exited = new Promise<number | null>((resolve) => server.process.once('exit', resolve));
     await server.connection.sendRequest(ShutdownRequest.type);
     await server.connection.sendNotification(ExitNotification.type);

@@ -67,13 +67,17 @@ function M.setup(opts)
       if not client or client.name ~= client_mod.name or type(value) ~= 'table' then
         return
       end
-      local text = ('Quill: %s %s%s'):format(
-        value.title or '',
+      local title = value.title or ''
+      if not vim.startswith(title, 'Quill') then
+        title = 'Quill: ' .. title
+      end
+      local text = ('%s %s%s'):format(
+        title,
         value.message or '',
         value.percentage and (' (%d%%)'):format(value.percentage) or ''
       )
       if value.kind == 'end' then
-        text = ('Quill: %s done'):format(value.title or '')
+        text = title .. ' ' .. (value.message or 'done')
       end
       vim.api.nvim_echo({ { text } }, false, {})
     end,
