@@ -47,7 +47,7 @@ def looks_like_markup(content: str) -> bool:
 class Codec(Protocol):
     size: int  # ids 0..size-1 belong to the codec's vocabulary
 
-    def encode_text(self, text: str) -> list[int]: ...
+    def encode_text(self, text: str, dummy_prefix: bool = True) -> list[int]: ...
     def token_bytes(self, token_id: int) -> bytes: ...
     def piece_to_id(self, piece: str) -> int | None: ...
     def strips_leading_space(self, token_id: int) -> bool: ...
@@ -109,21 +109,23 @@ class Tokenizer:
 
     # --- encoding ---------------------------------------------------------------------------
 
-    def encode(self, text: str) -> list[int]:
-        """Ids of `text` as plain text: special-token strings are encoded like any other text."""
-        return self._encode_parts(self._plain.split(text))
+    def encode(self, text: str, *, dummy_prefix: bool = True) -> list[int]:
+        """Ids of `text` as plain text: special-token strings are encoded like any other text.
+        `dummy_prefix=False` leaves out sentencepiece's leading `▁` (for text that continues
+        other text, like a FIM suffix); byte-level vocabularies have none."""
+        return self._encode_parts(self._plain.split(text), dummy_prefix)
 
     def encode_special(self, text: str) -> list[int]:
         """Ids of prompt-template text, where special-token strings become their special ids."""
         return self._encode_parts(self._all.split(text))
 
-    def _encode_parts(self, parts: list[str | AddedToken]) -> list[int]:
+    def _encode_parts(self, parts: list[str | AddedToken], dummy_prefix: bool = True) -> list[int]:
         ids: list[int] = []
-        for part in parts:
+        for n, part in enumerate(parts):
             if isinstance(part, AddedToken):
                 ids.append(part.id)
             else:
-                ids.extend(self.codec.encode_text(part))
+                ids.extend(self.codec.encode_text(part, dummy_prefix or n > 0))
         return ids
 
     def encode_segments(self, segments: list[tuple[str, bool]]) -> list[int]:

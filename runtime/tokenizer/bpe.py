@@ -84,7 +84,7 @@ class ByteLevelBPE:
         except ValueError as err:
             raise TokenizerError(f"The tokenizer's split pattern is not usable: {err}") from err
 
-    def encode_text(self, text: str) -> list[int]:
+    def encode_text(self, text: str, dummy_prefix: bool = True) -> list[int]:
         if not text:
             return []
         if self.normalizer == "NFC":

@@ -32,6 +32,7 @@ class SentencePieceCodec:
         self.proto = model
         self.sp = spm.SentencePieceProcessor(model_proto=model.SerializeToString())
         self.size = self.sp.get_piece_size()
+        self._no_prefix: spm.SentencePieceProcessor | None = None
         self._bytes: list[bytes] = []
         self._strip: list[bool] = []
         unk_surface = " \u2047 ".encode()  # sentencepiece's default unknown surface
@@ -47,8 +48,18 @@ class SentencePieceCodec:
             self._bytes.append(data)
             self._strip.append(strip)
 
-    def encode_text(self, text: str) -> list[int]:
-        return self.sp.encode(text) if text else []
+    def encode_text(self, text: str, dummy_prefix: bool = True) -> list[int]:
+        if not text:
+            return []
+        return (self.sp if dummy_prefix else self._sp_without_prefix()).encode(text)
+
+    def _sp_without_prefix(self) -> spm.SentencePieceProcessor:
+        if self._no_prefix is None:
+            model = pb.ModelProto()
+            model.CopyFrom(self.proto)
+            model.normalizer_spec.add_dummy_prefix = False
+            self._no_prefix = spm.SentencePieceProcessor(model_proto=model.SerializeToString())
+        return self._no_prefix
 
     def token_bytes(self, token_id: int) -> bytes:
         return self._bytes[token_id]

@@ -64,7 +64,7 @@ class TiktokenCodec:
         self._ranks = ranks
         self._tiktoken = tiktoken.Encoding("tokenizer.model", pat_str=pattern, mergeable_ranks=ranks, special_tokens={})
 
-    def encode_text(self, text: str) -> list[int]:
+    def encode_text(self, text: str, dummy_prefix: bool = True) -> list[int]:
         return self._tiktoken.encode_ordinary(text) if text else []
 
     def token_bytes(self, token_id: int) -> bytes:
