@@ -194,9 +194,10 @@ def _offline(repo_id: str, revision: str | None, why: str, cache: Path) -> Offli
     ref = f"{repo_id}@{revision}" if revision else name
     converted = ", ".join(cached_names(cache)) or "none"
     in_hf = ", ".join(cached_repos()) or "none"
+    hint = "" if "/" in repo_id else f"\nIf you meant an alias, these exist:\n{describe_aliases()}"
     return OfflineError(
         f"Can't get {ref}: {why}, and it is not cached. Converted models in Quill's cache "
         f"({cache}): {converted}. Repos in the Hugging Face cache ({hf_cache_dir()}): {in_hf}. "
         f"Connect to the internet (and unset HF_HUB_OFFLINE), then run `quill pull {ref}`; or "
-        "use a cached model, a local .gguf file or a Hugging Face folder."
+        f"use a cached model, a local .gguf file or a Hugging Face folder.{hint}"
     )

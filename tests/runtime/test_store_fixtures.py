@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import shutil
 import subprocess
@@ -25,7 +26,7 @@ TINY_REVISION = "0123456789abcdef0123456789abcdef01234567"
 TINY_REPO = "quill-test/tiny-llama"
 
 
-def tiny_llama(seed: int = 0, *, architecture: str = "LlamaForCausalLM"):
+def tiny_llama(seed: int = 0):
     """(transformers model, config) with decisive random weights and Mistral's 32000 vocab."""
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -34,7 +35,7 @@ def tiny_llama(seed: int = 0, *, architecture: str = "LlamaForCausalLM"):
         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
         bos_token_id=1, eos_token_id=2, tie_word_embeddings=False,
     )
-    config.architectures = [architecture]
+    config.architectures = ["LlamaForCausalLM"]
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config).eval()
     with torch.no_grad():  # fan-in scaled weights: decisive argmaxes, varied greedy output
@@ -51,10 +52,14 @@ def tiny_llama(seed: int = 0, *, architecture: str = "LlamaForCausalLM"):
 def tiny_llama_dir(path: Path, *, seed: int = 0, max_shard_size: str | None = None,
                    architecture: str = "LlamaForCausalLM") -> Path:
     """Save a tiny Llama as an HF folder (safetensors, config, tokenizer.model)."""
-    model, _ = tiny_llama(seed, architecture=architecture)
+    model, _ = tiny_llama(seed)
     path.mkdir(parents=True, exist_ok=True)
     kwargs = {"max_shard_size": max_shard_size} if max_shard_size else {}
     model.save_pretrained(path, **kwargs)
+    if architecture != "LlamaForCausalLM":  # save_pretrained writes the class it saved
+        config = json.loads((path / "config.json").read_text())
+        config["architectures"] = [architecture]
+        (path / "config.json").write_text(json.dumps(config))
     shutil.copyfile(mistral_tokenizer_model(), path / "tokenizer.model")
     return path
 
