@@ -154,3 +154,86 @@ def test_config_features_are_exercised():
     assert configs["phi2"].rope_dim == 8 and configs["phi2"].head_dim == 20
     assert configs["phi2"].family == "phi" and configs["phi2"].output_bias
     assert configs["phi3"].family == "phi3"
+
+
+def test_unsupported_architecture_lists_the_supported_ones():
+    from runtime.errors import UnsupportedArchitectureError
+
+    cfg = dict(tiny_hf_model("llama2")[1], architectures=["GPTNeoXForCausalLM"], model_type="gpt_neox")
+    with pytest.raises(UnsupportedArchitectureError) as err:
+        ModelConfig.from_hf_config(cfg)
+    for name in ("GPTNeoXForCausalLM", "LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM",
+                 "Phi3ForCausalLM", "PhiForCausalLM"):
+        assert name in str(err.value)
+    longrope = dict(tiny_hf_model("phi3")[1], rope_parameters=None,
+                    rope_scaling={"type": "longrope", "short_factor": [1.0], "long_factor": [1.0]})
+    with pytest.raises(UnsupportedArchitectureError, match="longrope"):
+        ModelConfig.from_hf_config(longrope)
+
+
+def test_classic_config_json_keys_are_read():
+    """Hub config.json files predate transformers 5's rope_parameters."""
+    phi2 = {"architectures": ["PhiForCausalLM"], "model_type": "phi", "vocab_size": 51200, "hidden_size": 2560,
+            "intermediate_size": 10240, "num_hidden_layers": 32, "num_attention_heads": 32,
+            "num_key_value_heads": None, "partial_rotary_factor": 0.4, "rope_theta": 10000.0,
+            "rope_scaling": None, "hidden_act": "gelu_new", "layer_norm_eps": 1e-5,
+            "max_position_embeddings": 2048, "tie_word_embeddings": False, "qk_layernorm": False}
+    c = ModelConfig.from_hf_config(phi2)
+    assert (c.family, c.head_dim, c.rope_dim, c.n_local_heads) == ("phi", 80, 32, 32)
+    llama31 = {"architectures": ["LlamaForCausalLM"], "vocab_size": 128256, "hidden_size": 4096,
+               "intermediate_size": 14336, "num_hidden_layers": 32, "num_attention_heads": 32,
+               "num_key_value_heads": 8, "rope_theta": 500000.0, "max_position_embeddings": 131072,
+               "rope_scaling": {"factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                                "original_max_position_embeddings": 8192, "rope_type": "llama3"}}
+    c = ModelConfig.from_hf_config(llama31)
+    assert c.rope_type == "llama3" and c.rope_base == 500000.0 and c.n_local_heads == 8
+    phi3 = {"architectures": ["Phi3ForCausalLM"], "vocab_size": 32064, "hidden_size": 3072,
+            "intermediate_size": 8192, "num_hidden_layers": 32, "num_attention_heads": 32,
+            "rope_scaling": None, "sliding_window": 2047, "max_position_embeddings": 4096}
+    c = ModelConfig.from_hf_config(phi3)
+    assert c.family == "phi3" and c.layer_windows == (2047,) * 32 and c.rope_type == "default"
+    qwen = {"architectures": ["Qwen2ForCausalLM"], "vocab_size": 151936, "hidden_size": 896,
+            "intermediate_size": 4864, "num_hidden_layers": 24, "num_attention_heads": 14,
+            "num_key_value_heads": 2, "sliding_window": 32768, "use_sliding_window": False,
+            "tie_word_embeddings": True, "max_position_embeddings": 32768}
+    c = ModelConfig.from_hf_config(qwen)
+    assert c.sliding_window is None and c.qkv_bias and c.tie_word_embeddings
+
+
+def test_weight_map_reports_missing_and_foreign_tensors():
+    from runtime.errors import CheckpointError
+
+    hf_model, cfg = tiny_hf_model("qwen2")
+    config = ModelConfig.from_hf_config(cfg)
+    sd = dict(hf_model.state_dict())
+    del sd["model.layers.1.self_attn.k_proj.bias"]
+    with pytest.raises(CheckpointError, match=r"layers\.1\.self_attn\.k_proj\.bias"):
+        hf_to_native(sd, config)
+    sd = dict(hf_model.state_dict(), **{"model.layers.0.self_attn.q_norm.weight": torch.ones(16)})
+    with pytest.raises(CheckpointError, match="q_norm"):
+        hf_to_native(sd, config)
+    unprefixed = {k.removeprefix("model."): v for k, v in hf_model.state_dict().items()}
+    assert hf_to_native(unprefixed, config).keys() == hf_to_native(hf_model.state_dict(), config).keys()
+
+
+@pytest.mark.parametrize("name", ["llama3.1", "phi3", "phi2"])
+def test_gptfast_names_map_to_the_same_tensors(name):
+    """gpt-fast files keep w1/w3 apart (or, in the DirectML sample's Phi-3, fused gate_up as w1)."""
+    from runtime.weight_map import gptfast_to_native
+
+    hf_model, cfg = tiny_hf_model(name)
+    config = ModelConfig.from_hf_config(cfg)
+    native = hf_to_native(hf_model.state_dict(), config)
+    gptfast = dict(native)
+    for i in range(config.n_layer):
+        p = f"layers.{i}."
+        if name == "llama3.1":
+            gate, up = gptfast.pop(p + "feed_forward.w13.weight").chunk(2)
+            gptfast[p + "feed_forward.w1.weight"], gptfast[p + "feed_forward.w3.weight"] = gate, up
+            q, k, v = gptfast.pop(p + "attention.wqkv.weight").split([64, 32, 32])
+            gptfast.update({p + "attention.wq.weight": q, p + "attention.wk.weight": k, p + "attention.wv.weight": v})
+        elif name == "phi3":
+            gptfast[p + "feed_forward.w1.weight"] = gptfast.pop(p + "feed_forward.w13.weight")
+    mapped = gptfast_to_native(gptfast, config)
+    assert mapped.keys() == native.keys()
+    assert all(torch.equal(mapped[k], native[k]) for k in native)
