@@ -1,0 +1,203 @@
+"""torch.compile for generation: a CUDA-graph decode step, bucketed prefill, an on-disk cache.
+
+gpt-fast's recipe (`generate.py`): `decode_one_token` compiled with `mode="reduce-overhead"`
+(CUDA graphs: one launch per token instead of hundreds) and `fullgraph=True`, fixed shapes, so
+one graph serves every step. Prefill sees a new length on almost every request; compiling each
+would stall the editor, so prompt lengths are padded up to a few buckets and each bucket is
+compiled once during warm-up: after `warmup()`, nothing recompiles.
+
+Padding is safe with the static KV cache: pad tokens get the positions just past the prompt, so
+their keys and values land where the causal mask hides them from every real query and where the
+following decode steps overwrite them before any query can see them. Attention and the cache
+write follow `input_pos`, not the order in the sequence, so the real last token is moved to the
+end of the padded sequence and the model's own `last_only` picks its logits.
+
+`CompiledModel` wraps a `Transformer` with the same call signature, so `generate()` and `Engine`
+run it unchanged: `engine.model = compile_model(engine.model)` (see `compile_engine`). Compiled
+code lives in Inductor's on-disk cache (`configure_compile_cache`, under Quill's cache folder),
+which turns the minutes of a cold compile into seconds on the next start.
+
+On the CPU there are no CUDA graphs; Inductor's C++ code still fuses the small per-layer ops of
+decode (norms, rotary, activations), which is what costs at batch 1. Whether it pays is measured
+in `benchmarks/cpu.py`; prefill on the CPU stays eager (its time is in the matmuls).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+import torch
+from torch import Tensor, nn
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PREFILL_BUCKETS = (16, 64, 256, 512, 1024, 2048, 4096)
+
+
+def configure_compile_cache(cache_dir: str | os.PathLike) -> Path:
+    """Keep Inductor's FX-graph, AOTAutograd and Triton caches under `cache_dir/compile/...`.
+
+    The folder is per torch version (compiled artifacts do not survive an upgrade). An explicit
+    `TORCHINDUCTOR_CACHE_DIR` set by the user wins.
+    """
+    import torch._functorch.config as functorch_config
+    import torch._inductor.config as inductor_config
+
+    version = torch.__version__.replace("+", "-")
+    path = Path(cache_dir) / "compile" / f"torch-{version}"
+    if "TORCHINDUCTOR_CACHE_DIR" in os.environ:
+        path = Path(os.environ["TORCHINDUCTOR_CACHE_DIR"])
+    path.mkdir(parents=True, exist_ok=True)
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(path)  # read by Inductor at each compile
+    inductor_config.fx_graph_cache = True
+    if hasattr(functorch_config, "enable_autograd_cache"):
+        functorch_config.enable_autograd_cache = True
+    return path
+
+
+def bucket_length(n: int, buckets: Sequence[int], limit: int) -> int:
+    """Smallest bucket >= n that fits `limit` positions; n itself when none does."""
+    for b in buckets:
+        if n <= b <= limit:
+            return b
+    return n
+
+
+def _decode(model: nn.Module, idx: Tensor, input_pos: Tensor) -> Tensor:
+    return model(idx, input_pos)  # [B, 1, V]
+
+
+def _prefill(model: nn.Module, idx: Tensor, input_pos: Tensor) -> Tensor:
+    return model(idx, input_pos, last_only=True)  # [B, 1, V]
+
+
+def pad_prompt(idx: Tensor, input_pos: Tensor, length: int) -> tuple[Tensor, Tensor]:
+    """Pad idx [B, S] at positions input_pos [S] (consecutive) to `length` tokens, keeping the
+    last real token last. Pad tokens (id 0) sit at the positions after the prompt."""
+    seqlen = idx.shape[1]
+    pad = length - seqlen
+    last_pos = input_pos[-1:]
+    pad_pos = last_pos + torch.arange(1, pad + 1, device=idx.device, dtype=input_pos.dtype)
+    idx_p = torch.cat([idx[:, :-1], idx.new_zeros(idx.shape[0], pad), idx[:, -1:]], dim=1)
+    pos_p = torch.cat([input_pos[:-1], pad_pos, last_pos])
+    return idx_p, pos_p
+
+
+class CompiledModel(nn.Module):
+    """A `Transformer` behind compiled decode / prefill steps, with the same call signature."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        decode: Callable,
+        prefill: Callable | None,
+        buckets: Sequence[int],
+    ):
+        super().__init__()
+        self.model = model
+        self._decode = decode
+        self._prefill = prefill
+        self.buckets = tuple(sorted(buckets))
+        self.compile_seconds = 0.0  # time spent in first calls (warm-up)
+
+    # What `generate()` and `Engine` read from the model.
+    @property
+    def config(self):
+        return self.model.config
+
+    @property
+    def tok_embeddings(self):
+        return self.model.tok_embeddings
+
+    @property
+    def max_seq_length(self) -> int:
+        return self.model.max_seq_length
+
+    @property
+    def max_batch_size(self) -> int:
+        return self.model.max_batch_size
+
+    def forward(self, idx: Tensor, input_pos: Tensor, *, last_only: bool = False) -> Tensor:
+        seqlen = idx.shape[1]
+        if seqlen == 1:
+            # Outputs of a CUDA-graph replay are overwritten by the next replay: copy them out.
+            return self._decode(self.model, idx, input_pos).clone()
+        if self._prefill is None:
+            return self.model(idx, input_pos, last_only=last_only)
+        if not last_only:
+            return self.model(idx, input_pos)
+        start = int(input_pos[0])
+        padded = bucket_length(seqlen, self.buckets, self.max_seq_length - start)
+        if padded == seqlen and seqlen not in self.buckets:
+            return self.model(idx, input_pos, last_only=True)  # no bucket fits: eager
+        idx_p, pos_p = pad_prompt(idx, input_pos, padded)
+        return self._prefill(self.model, idx_p, pos_p)
+
+
+def compile_model(
+    model: nn.Module,
+    *,
+    cudagraphs: bool | None = None,
+    compile_prefill: bool | None = None,
+    buckets: Sequence[int] = DEFAULT_PREFILL_BUCKETS,
+) -> CompiledModel:
+    """Wrap `model` (a `Transformer` with caches set up) in compiled steps.
+
+    Defaults follow the device: CUDA gets CUDA graphs for decode and compiled, bucketed prefill;
+    other devices get a compiled decode step and eager prefill. Compilation itself happens on
+    the first call of each shape; call `warmup()` to do it up front.
+    """
+    device = model.tok_embeddings.weight.device
+    on_cuda = device.type == "cuda"
+    cudagraphs = on_cuda if cudagraphs is None else cudagraphs
+    compile_prefill = on_cuda if compile_prefill is None else compile_prefill
+    mode = "reduce-overhead" if cudagraphs else None
+    decode = torch.compile(_decode, mode=mode, fullgraph=True, dynamic=False)
+    prefill = None
+    if compile_prefill:
+        # No CUDA graphs for prefill: one graph per bucket would pin memory for each.
+        prefill = torch.compile(_prefill, fullgraph=True, dynamic=False)
+    return CompiledModel(model, decode=decode, prefill=prefill, buckets=buckets)
+
+
+@torch.no_grad()
+def warmup(model: CompiledModel, *, max_prompt: int | None = None, log_fn=log.info) -> float:
+    """Compile decode and every prefill bucket up to `max_prompt` now; return seconds spent.
+
+    Leaves junk in the KV cache: callers forget their cached sequence afterwards
+    (`Engine.reset()`). Run it on the thread that will generate: CUDA-graph trees are kept per
+    thread.
+    """
+    device = model.tok_embeddings.weight.device
+    t0 = time.perf_counter()
+    limit = min(max_prompt or model.max_seq_length, model.max_seq_length - 1)
+    lengths = [b for b in model.buckets if b <= limit] if model._prefill is not None else [8]
+    for n in lengths:
+        idx = torch.zeros(1, n, dtype=torch.long, device=device)
+        model(idx, torch.arange(n, device=device), last_only=True)
+        log_fn(f"warm-up: prefill {n} tokens compiled after {time.perf_counter() - t0:.1f}s")
+    token = torch.zeros(1, 1, dtype=torch.long, device=device)
+    for pos in range(3):  # CUDA graph trees record on the second/third call
+        model(token, torch.tensor([pos], device=device))
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    model.compile_seconds = time.perf_counter() - t0
+    log_fn(f"warm-up: decode compiled; {model.compile_seconds:.1f}s in all")
+    return model.compile_seconds
+
+
+def compile_engine(engine, *, cache_dir: str | os.PathLike | None = None, warm: bool = True, **kw):
+    """Compile an `Engine`'s model in place (see `compile_model`), warm it up, reset its cache."""
+    if cache_dir is not None:
+        configure_compile_cache(cache_dir)
+    if not isinstance(engine.model, CompiledModel):
+        engine.model = compile_model(engine.model, **kw)
+    if warm:
+        warmup(engine.model)
+        engine.reset()
+    return engine

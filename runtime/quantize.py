@@ -1,0 +1,196 @@
+"""Weight-only quantization of a loaded model by module replacement (gpt-fast's `quantize.py`).
+
+Batch-1 decode reads every weight once per token, so fewer bytes per weight is more tokens per
+second. `quantize_int8(model)` swaps each `nn.Linear` for `Int8Linear` (int8 weight, one scale per
+output row, symmetric); `quantize_int4(model)` for `Int4Linear` (4-bit, asymmetric, one bf16
+scale and zero per group of `group_size` inputs, packed for PyTorch's tinygemm kernels). The
+embedding table stays in floating point: a token reads one row of it, not the whole table.
+
+Kernels: on CPU `aten._weight_int8pack_mm` / `_weight_int4pack_mm_for_cpu` (AVX-512 where the
+CPU has it); on CUDA int8 is gpt-fast's `linear(x, w.to(x.dtype)) * scales`, which
+`torch.compile` fuses into one pass over the int8 weight, and int4 is `_weight_int4pack_mm`.
+Quantization happens on the device the weights already live on and never changes the
+activation dtype, so the rest of the model runs unchanged.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .errors import DeviceError
+
+INT4_GROUP_SIZES = (32, 64, 128, 256)
+
+
+def _int8_kernel_available(device: torch.device) -> bool:
+    return device.type == "cpu" and hasattr(torch.ops.aten, "_weight_int8pack_mm")
+
+
+class Int8Linear(nn.Module):
+    """y = x @ (int8 weight * per-row scale).T + bias. Weight [out, in] int8, scales [out]."""
+
+    def __init__(self, weight: torch.Tensor, scales: torch.Tensor, bias: torch.Tensor | None):
+        super().__init__()
+        self.in_features = weight.shape[1]
+        self.out_features = weight.shape[0]
+        self.register_buffer("weight", weight, persistent=True)
+        self.register_buffer("scales", scales, persistent=True)
+        self.register_buffer("bias", bias, persistent=True)
+        self.use_int8pack = _int8_kernel_available(weight.device)
+
+    @classmethod
+    def from_linear(cls, linear: nn.Linear) -> "Int8Linear":
+        w = linear.weight.detach()
+        # Scales in float32 so rows with tiny weights keep their precision; stored in the
+        # activation dtype because the kernels take them that way.
+        amax = w.float().abs().amax(dim=1).clamp(min=1e-8)
+        scales = amax / 127.0
+        q = torch.round(w.float() / scales[:, None]).clamp_(-128, 127).to(torch.int8)
+        bias = None if linear.bias is None else linear.bias.detach()
+        return cls(q, scales.to(w.dtype), bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.use_int8pack and x.dtype in (torch.float32, torch.bfloat16, torch.float16):
+            shape = x.shape
+            y = torch.ops.aten._weight_int8pack_mm(
+                x.reshape(-1, shape[-1]), self.weight, self.scales.to(x.dtype)
+            ).reshape(*shape[:-1], self.out_features)
+        else:
+            y = F.linear(x, self.weight.to(x.dtype)) * self.scales.to(x.dtype)
+        if self.bias is not None:
+            y = y + self.bias
+        return y
+
+    def dequantize(self) -> torch.Tensor:
+        return self.weight.float() * self.scales.float()[:, None]
+
+    def extra_repr(self) -> str:
+        return f"in_features={self.in_features}, out_features={self.out_features}, int8"
+
+
+def _group_qparams(w: torch.Tensor, group_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-group asymmetric 4-bit parameters in tinygemm's convention: w ~ (q - 8) * scale + zero."""
+    groups = w.float().reshape(-1, group_size)  # [N * K/g, g]
+    lo, hi = groups.amin(dim=1), groups.amax(dim=1)
+    scales = ((hi - lo).clamp(min=1e-6) / 15.0).reshape(w.shape[0], -1)  # [N, K/g]
+    zeros = (lo.reshape(w.shape[0], -1) + scales * 8.0)
+    return scales, zeros
+
+
+class Int4Linear(nn.Module):
+    """4-bit grouped weight in tinygemm's packed layout; bf16 activations on CUDA, any on CPU."""
+
+    def __init__(self, packed, scales_and_zeros, bias, in_features, out_features, group_size):
+        super().__init__()
+        self.in_features, self.out_features, self.group_size = in_features, out_features, group_size
+        self.register_buffer("weight", packed, persistent=True)
+        self.register_buffer("scales_and_zeros", scales_and_zeros, persistent=True)
+        self.register_buffer("bias", bias, persistent=True)
+
+    @staticmethod
+    def supports(linear: nn.Linear, group_size: int) -> bool:
+        out_features, in_features = linear.weight.shape
+        return in_features % group_size == 0 and in_features % 32 == 0 and out_features % 8 == 0
+
+    @classmethod
+    def from_linear(cls, linear: nn.Linear, group_size: int = 32) -> "Int4Linear":
+        w = linear.weight.detach()
+        n, k = w.shape
+        scales, zeros = _group_qparams(w, group_size)
+        lo = zeros - scales * 8.0
+        q = ((w.float().reshape(n, -1, group_size) - lo[..., None]) / scales[..., None])
+        q = q.round().clamp_(0, 15).to(torch.int32).reshape(n, k)
+        if w.device.type == "cpu":
+            packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(q, 1)
+            sz_dtype = w.dtype
+        else:
+            q_uint8 = (q[:, ::2] << 4 | q[:, 1::2]).to(torch.uint8)
+            packed = torch.ops.aten._convert_weight_to_int4pack(q_uint8, 8)
+            sz_dtype = torch.bfloat16
+        # [K/g, N, 2]: scale and zero of each group of each output row.
+        sz = torch.stack([scales, zeros], dim=2).transpose(0, 1).contiguous().to(sz_dtype)
+        bias = None if linear.bias is None else linear.bias.detach()
+        return cls(packed, sz, bias, k, n, group_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape = x.shape
+        x2 = x.reshape(-1, shape[-1])
+        if self.weight.device.type == "cpu":
+            y = torch.ops.aten._weight_int4pack_mm_for_cpu(
+                x2, self.weight, self.group_size, self.scales_and_zeros.to(x.dtype)
+            )
+        else:
+            y = torch.ops.aten._weight_int4pack_mm(
+                x2.to(torch.bfloat16), self.weight, self.group_size, self.scales_and_zeros
+            ).to(x.dtype)
+        y = y.reshape(*shape[:-1], self.out_features)
+        if self.bias is not None:
+            y = y + self.bias
+        return y
+
+    def extra_repr(self) -> str:
+        return (f"in_features={self.in_features}, out_features={self.out_features}, "
+                f"int4 group_size={self.group_size}")
+
+
+def _replace_linears(model: nn.Module, make: Callable[[nn.Linear], nn.Module | None]) -> int:
+    """Replace every `nn.Linear` below `model` with `make(linear)` (None keeps it); count swaps."""
+    count = 0
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, nn.Linear):
+                new = make(child)
+                if new is not None:
+                    setattr(parent, name, new)
+                    count += 1
+    return count
+
+
+@torch.no_grad()
+def quantize_int8(model: nn.Module) -> nn.Module:
+    """Swap every `nn.Linear` of `model` for `Int8Linear` in place; return `model`."""
+    _replace_linears(model, Int8Linear.from_linear)
+    return model
+
+
+@torch.no_grad()
+def quantize_int4(model: nn.Module, group_size: int = 32) -> nn.Module:
+    """Swap every `nn.Linear` whose shape the int4 kernels take for `Int4Linear`; others stay."""
+    if group_size not in INT4_GROUP_SIZES:
+        raise DeviceError(f"int4 group size must be one of {INT4_GROUP_SIZES}, not {group_size}.")
+    _replace_linears(
+        model,
+        lambda lin: Int4Linear.from_linear(lin, group_size)
+        if Int4Linear.supports(lin, group_size) else None,
+    )
+    return model
+
+
+def quantize(model: nn.Module, mode: str) -> nn.Module:
+    """Apply a weight-only scheme by name: "int8", "int4" (group 32) or "int4-g<N>"."""
+    if mode == "int8":
+        return quantize_int8(model)
+    if mode == "int4" or mode.startswith("int4-g"):
+        group = 32 if mode == "int4" else int(mode.removeprefix("int4-g"))
+        return quantize_int4(model, group)
+    raise DeviceError(f"unknown quantization {mode!r}; use int8, int4 or int4-g<32|64|128|256>.")
+
+
+def weight_bytes(model: nn.Module) -> int:
+    """Bytes one decode step reads from weights: every buffer/parameter except embedding tables
+    (gpt-fast's `model_size`; a tied output head counts, since it is read as a matrix)."""
+    total = 0
+    seen: set[int] = set()
+    for module in model.modules():
+        if isinstance(module, nn.Embedding):
+            continue
+        for t in [*module.parameters(recurse=False), *module.buffers(recurse=False)]:
+            if t is None or id(t) in seen:
+                continue
+            seen.add(id(t))
+            total += t.numel() * t.element_size()
+    return total
