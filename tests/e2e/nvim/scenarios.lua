@@ -11,6 +11,9 @@ local H = dofile(vim.fs.joinpath(vim.fs.dirname(debug.getinfo(1, 'S').source:sub
 local R = H.result
 
 vim.cmd('filetype on')
+-- The scenario types its own indentation; Neovim's default 'autoindent' would add a tab to it.
+vim.o.autoindent = false
+vim.o.expandtab = true
 require('quill').setup({
   cmd = vim.json.decode(assert(os.getenv('QUILL_E2E_CMD'))),
   settings = vim.json.decode(os.getenv('QUILL_E2E_SETTINGS') or '{}'),
