@@ -7,7 +7,8 @@ dicts passed in) with the environment settings and helpers transformers provides
 (`transformers/utils/chat_template_utils.py`): `trim_blocks`, `lstrip_blocks`, the `loopcontrols`
 extension, a `{% generation %}` block that just renders its body, `raise_exception`,
 `strftime_now`, a `tojson` that does not HTML-escape, and a `namespace` that refuses underscore
-names. The same template and messages render to the same string, byte for byte.
+names. The same template and messages render to the same string, byte for byte. One deliberate
+difference: touching an unsafe attribute fails at once instead of yielding an empty Undefined.
 
 Every failure — syntax error, `raise_exception(...)`, a sandbox violation — becomes a
 `PromptTemplateError` naming the problem.
@@ -84,9 +85,19 @@ def _strftime_now(fmt: str) -> str:
     return datetime.now().strftime(fmt)
 
 
+class _StrictSandbox(ImmutableSandboxedEnvironment):
+    """jinja's sandbox turns an unsafe attribute into an Undefined that only fails when used
+    further (`{{ f.__globals__ }}` prints nothing); here the access itself fails."""
+
+    def unsafe_undefined(self, obj: Any, attribute: str):
+        raise jinja2.exceptions.SecurityError(
+            f"access to attribute {attribute!r} of {type(obj).__name__!r} object is unsafe"
+        )
+
+
 @lru_cache(maxsize=1)
 def _environment() -> ImmutableSandboxedEnvironment:
-    env = ImmutableSandboxedEnvironment(
+    env = _StrictSandbox(
         trim_blocks=True, lstrip_blocks=True, extensions=[_GenerationBlock, jinja2.ext.loopcontrols]
     )
     env.filters["tojson"] = _tojson
