@@ -107,8 +107,9 @@ def byte_level_from_vocab_merges(model_dir: Path, vocab_name: str, merges_name: 
     merges = [tuple(line.split(" ", 1)) for line in lines if line and not line.startswith("#version")]
     config = read_config(model_dir)
     added = {t.id: t for t in config_added_tokens(model_dir, config)}
-    for field in (*SPECIAL_FIELDS, "<|endoftext|>"):
-        name = token_text(config.get(field, field if field.startswith("<") else None))
+    # GPT2Tokenizer's defaults: <|endoftext|> is BOS, EOS and UNK unless the config says otherwise
+    names = [token_text(config.get(field)) for field in SPECIAL_FIELDS] + ["<|endoftext|>"]
+    for name in names:
         if name in vocab and vocab[name] not in added:
             added[vocab[name]] = AddedToken(name, vocab[name], special=True)
     codec = ByteLevelBPE(_base_vocab(vocab, list(added.values())), merges, (GPT2_PATTERN,))
