@@ -104,12 +104,12 @@ class Engine:
             )
         dev = resolve_device(device)
         dtype = resolve_dtype(precision, dev)
-        report("load", 0, 3)
+        report("load", 0, 2)
         tokenizer = load_tokenizer(checkpoint_dir)
         tensors = load_tensors(checkpoint_dir, manifest, device=dev.torch_device, dtype=dtype)
-        report("load", 1, 3)
+        report("load", 1, 2)
         model = build_model(config, tensors, dev, max_seq_length=max_seq_length)
-        report("load", 3, 3)
+        report("load", 2, 2)
         return cls(model, tokenizer, device=dev, checkpoint_dir=checkpoint_dir, manifest=manifest)
 
     @property

@@ -73,6 +73,25 @@ def test_loaded_engine_describes_itself(engine):
     assert engine.max_seq_length == 512  # min(max_position_embeddings, default cap)
 
 
+def test_load_reports_progress_and_checks_the_manifest(tiny_checkpoint, tmp_path):
+    from runtime.checkpoint import load_tensors, read_manifest
+    from runtime.errors import CheckpointError
+
+    calls = []
+    _fresh(tiny_checkpoint, progress=lambda *a: calls.append(a))
+    assert calls[0] == ("load", 0, 2) and calls[-1] == ("load", 2, 2)
+
+    source = tiny_checkpoint[0]
+    manifest = read_manifest(source)
+    wrong = tmp_path / "wrong-arch"
+    write_checkpoint(
+        wrong, load_tensors(source, manifest), architecture="phi3", config=manifest.config,
+        tokenizer_files={n: source / n for n in manifest.tokenizer_files}, source=manifest.source,
+    )
+    with pytest.raises(CheckpointError, match="phi3"):
+        Engine.load(wrong, device="cpu")
+
+
 def test_greedy_equals_transformers_and_streams_the_text(engine, tiny_checkpoint):
     hf_model = tiny_checkpoint[1]
     prompt = engine.tokenizer.encode(CODE)
