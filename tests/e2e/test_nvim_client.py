@@ -46,8 +46,20 @@ def nvim() -> Path:
     return path
 
 
+def model_cache(request, tmp_path_factory) -> Path:
+    """The e2e session's model cache when tests/e2e/conftest.py offers one, else our own.
+
+    Its `first_use` fixture converts the GGUF into that cache (and checks the conversion's
+    progress on an empty cache), so it must run before any server of ours does."""
+    try:
+        request.getfixturevalue("first_use")
+        return request.getfixturevalue("session_cache")
+    except pytest.FixtureLookupError:
+        return tmp_path_factory.mktemp("quill-cache")
+
+
 @pytest.fixture(scope="module")
-def quill_env(tmp_path_factory) -> dict:
+def quill_env(request, tmp_path_factory) -> dict:
     """One model cache and one history store for the whole module, like one user's machine."""
     root = tmp_path_factory.mktemp("quill-nvim")
     workspace = root / "workspace"
@@ -55,7 +67,7 @@ def quill_env(tmp_path_factory) -> dict:
     (workspace / "fib.py").write_text(SOURCE)
     env = dict(os.environ)
     env.update(
-        QUILL_CACHE_DIR=str(root / "cache"),
+        QUILL_CACHE_DIR=str(model_cache(request, tmp_path_factory)),
         QUILL_DATA_DIR=str(root / "data"),
         QUILL_E2E_CMD=json.dumps([sys.executable, "-m", "lsp_server"]),
         QUILL_E2E_SETTINGS=json.dumps(
@@ -154,5 +166,7 @@ def test_chat_streams_into_a_buffer_and_history_survives_a_restart(nvim, quill_e
         assert content in text, (content, text)
     assert text.index(MESSAGE) < text.index(first["reply"]) < text.index(MESSAGE2)
     assert history["status_line"].startswith("Quill: "), history["status_line"]
+    assert "SmolLM2-135M-Instruct" in history["status_line"], history["status_line"]
+    assert "vim.NIL" not in history["status_line"], history["status_line"]
     assert history["workspace_folder"].endswith("/workspace"), history["workspace_folder"]
     assert history["history_after_clear"] == ["_No chat history for this workspace folder._"]

@@ -36,11 +36,12 @@ vim.api.nvim_create_autocmd('LspProgress', {
 
 --- Ask `method` again whenever the last answer came back, until `pred(result)` holds.
 local function wait_request(what, method, params, pred)
-  local last, in_flight
+  local last, in_flight, sent_at = nil, false, 0
   return H.wait_for(what, function()
     local client = require('quill.client').get()
-    if client and client.initialized and not in_flight then
-      in_flight = true
+    -- One request at a time, at most every 100 ms: the server shares the CPU with the model.
+    if client and client.initialized and not in_flight and vim.uv.now() - sent_at >= 100 then
+      in_flight, sent_at = true, vim.uv.now()
       client:request(method, params, function(_, result)
         in_flight, last = false, result
       end)

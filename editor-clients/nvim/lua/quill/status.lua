@@ -12,6 +12,10 @@ local M = {}
 ---@param status table
 ---@return string
 function M.format(status)
+  -- JSON null arrives as vim.NIL, which is truthy: drop it first.
+  status = vim.tbl_map(function(v)
+    return v ~= vim.NIL and v or nil
+  end, status)
   local parts = { status.state or '?' }
   if status.model then
     table.insert(parts, status.model)
