@@ -103,6 +103,8 @@ def run_scenario(nvim: Path, env: dict, scenario: str, tmp_path: Path, **extra: 
     assert result.exists(), f"the scenario wrote no result\n{context}"
     record = json.loads(result.read_text())
     assert record["ok"], f"{record.get('error')}\nmessages: {record.get('messages')}\n{context}"
+    # The plugin's settings reached the server as it expects them (no "bad setting" warnings).
+    assert not any("Setting `" in m for m in record["messages"]), record["messages"]
     return record
 
 

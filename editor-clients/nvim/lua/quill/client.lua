@@ -38,10 +38,25 @@ local function on_exit()
   waiting = {}
 end
 
+--- A copy of the settings tree where every empty table is a JSON object: `vim.json` encodes
+--- `{}` as `[]`, which the server would reject as a settings section.
+---@param tree table
+---@return table
+function M.as_object(tree)
+  if next(tree) == nil then
+    return vim.empty_dict()
+  end
+  local copy = {}
+  for key, value in pairs(tree) do
+    copy[key] = type(value) == 'table' and M.as_object(value) or value
+  end
+  return copy
+end
+
 --- The `vim.lsp.Config` for Quill, from the plugin's options.
 ---@param opts quill.Options
 function M.lsp_config(opts)
-  local settings = opts.settings or {}
+  local settings = M.as_object(opts.settings or {})
   return {
     name = M.name,
     cmd = opts.cmd,

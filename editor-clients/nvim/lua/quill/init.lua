@@ -70,6 +70,7 @@ end
 ---@param settings table the new `quill` settings tree
 function M.update_settings(settings)
   M.options.settings = settings
+  settings = require('quill.client').as_object(settings)
   vim.lsp.config('quill', { init_options = settings, settings = { quill = settings } })
   local client = require('quill.client').get()
   if client then
