@@ -181,16 +181,16 @@ def quantize(model: nn.Module, mode: str) -> nn.Module:
 
 
 def weight_bytes(model: nn.Module) -> int:
-    """Bytes one decode step reads from weights: every buffer/parameter except embedding tables
-    (gpt-fast's `model_size`; a tied output head counts, since it is read as a matrix)."""
-    total = 0
-    seen: set[int] = set()
-    for module in model.modules():
-        if isinstance(module, nn.Embedding):
+    """Bytes one decode step reads from weights: the persistent state (quantized weights and
+    scales included, KV cache and rope tables excluded) minus the embedding table, which a token
+    reads one row of (gpt-fast's `model_size`). A tied output head is a full read, so it counts."""
+    tied = getattr(getattr(model, "config", None), "tie_word_embeddings", False)
+    total, seen = 0, set()
+    for name, t in model.state_dict().items():
+        if t.data_ptr() in seen:
             continue
-        for t in [*module.parameters(recurse=False), *module.buffers(recurse=False)]:
-            if t is None or id(t) in seen:
-                continue
-            seen.add(id(t))
-            total += t.numel() * t.element_size()
+        seen.add(t.data_ptr())
+        if "tok_embeddings" in name and not tied:
+            continue
+        total += t.numel() * t.element_size()
     return total
