@@ -145,11 +145,13 @@ def check_streamed(turn: dict) -> None:
     reply = turn["reply"]
     assert reply and reply.strip(), turn
     assert turn["deltas"] >= 2, f"the reply came in one piece, not streamed: {turn}"
-    # The buffer grew while the reply streamed: snapshots with more deltas extend earlier ones.
-    growing = [s for s in turn["snapshots"] if 0 < s["deltas"] < turn["deltas"]]
-    assert growing, f"no partial reply was ever on screen: {turn['snapshots']}"
-    texts = [s["text"] for s in turn["snapshots"] if s["deltas"] > 0]
+    # Each delta reached the buffer as it arrived (one buffer update per delta, the text only
+    # ever growing), before the reply was complete.
+    seen = sorted({s["deltas"] for s in turn["snapshots"]})
+    assert seen == list(range(1, turn["deltas"] + 1)), (seen, turn["deltas"])
+    texts = [s["text"] for s in turn["snapshots"]]
     assert all(b.startswith(a) for a, b in zip(texts, texts[1:])), texts
+    assert reply not in texts[0], f"the first update already held the whole reply: {texts[0]!r}"
     body = "\n".join(turn["lines"])
     assert reply in body, (reply, body)
 

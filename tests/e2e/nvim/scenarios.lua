@@ -124,30 +124,30 @@ function scenarios.inline()
   R.acceptance_after = status.acceptance
 end
 
---- Run :QuillChat (`cmd`) and wait for its reply; record how the buffer grew meanwhile.
+--- Run :QuillChat (`cmd`) and wait for its reply; record every state of the buffer while the
+--- reply streamed in (from `on_lines`, so no update is missed however fast deltas come).
 local function chat_turn(cmd, turn)
-  local before = vim.fn.bufnr('quill://chat') ~= -1
-      and #vim.fn.getbufline('quill://chat', 1, '$')
+  local before = vim.fn.bufnr('quill://chat') ~= -1 and #vim.fn.getbufline('quill://chat', 1, '$')
     or 0
   vim.cmd(cmd)
-  local snapshots, seen = {}, -1
-  local buf = H.wait_for('the chat buffer', function()
-    local b = vim.fn.bufnr('quill://chat')
-    return b ~= -1 and vim.b[b].quill_chat_state and b
-  end)
-  H.wait_for('the reply of turn ' .. turn, function()
-    local deltas = vim.b[buf].quill_chat_deltas or 0
-    if deltas ~= seen then
-      seen = deltas
+  local buf = vim.fn.bufnr('quill://chat')
+  assert(buf ~= -1 and vim.b[buf].quill_chat_state == 'streaming', ':QuillChat opened no chat buffer')
+  local snapshots = {}
+  vim.api.nvim_buf_attach(buf, false, {
+    on_lines = function()
+      if vim.b[buf].quill_chat_state ~= 'streaming' then
+        return true -- detach: the reply is complete
+      end
       local lines = vim.api.nvim_buf_get_lines(buf, before, -1, false)
-      table.insert(snapshots, { deltas = deltas, text = table.concat(lines, '\n') })
-    end
+      table.insert(snapshots, { deltas = vim.b[buf].quill_chat_deltas, text = table.concat(lines, '\n') })
+    end,
+  })
+  H.wait_for('the reply of turn ' .. turn, function()
     local state = vim.b[buf].quill_chat_state
     if state == 'error' then
       error('the chat failed: ' .. table.concat(vim.api.nvim_buf_get_lines(buf, 0, -1, false), '\n'))
     end
-    -- The state of this turn: the buffer has grown past the previous turns.
-    return state == 'done' and vim.api.nvim_buf_line_count(buf) > before
+    return state == 'done'
   end, 300000)
   return {
     reply = vim.b[buf].quill_chat_reply,
