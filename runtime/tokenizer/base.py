@@ -53,6 +53,18 @@ class Codec(Protocol):
     def strips_leading_space(self, token_id: int) -> bool: ...
 
 
+_SURROGATE = regex.compile("[\ud800-\udfff]")
+
+
+def _well_formed(text: str) -> str:
+    """Lone surrogates (possible in JSON from an editor) become U+FFFD, as UTF-8 requires."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return _SURROGATE.sub("\ufffd", text)
+
+
 class _Matcher:
     """Finds added tokens in text: longest first, leftmost, with HF's lstrip/rstrip."""
 
@@ -113,11 +125,11 @@ class Tokenizer:
         """Ids of `text` as plain text: special-token strings are encoded like any other text.
         `dummy_prefix=False` leaves out sentencepiece's leading `▁` (for text that continues
         other text, like a FIM suffix); byte-level vocabularies have none."""
-        return self._encode_parts(self._plain.split(text), dummy_prefix)
+        return self._encode_parts(self._plain.split(_well_formed(text)), dummy_prefix)
 
     def encode_special(self, text: str) -> list[int]:
         """Ids of prompt-template text, where special-token strings become their special ids."""
-        return self._encode_parts(self._all.split(text))
+        return self._encode_parts(self._all.split(_well_formed(text)))
 
     def _encode_parts(self, parts: list[str | AddedToken], dummy_prefix: bool = True) -> list[int]:
         ids: list[int] = []
@@ -134,7 +146,7 @@ class Tokenizer:
         pieces it spans, so the ids equal those of encoding the joined text with specials."""
         parts: list[str | AddedToken] = []
         for text, allow in segments:
-            for part in (self._all if allow else self._plain).split(text):
+            for part in (self._all if allow else self._plain).split(_well_formed(text)):
                 if isinstance(part, str) and parts and isinstance(parts[-1], str):
                     parts[-1] += part
                 else:

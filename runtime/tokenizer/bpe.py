@@ -18,6 +18,7 @@ from __future__ import annotations
 import unicodedata
 from functools import lru_cache
 
+import regex
 import tiktoken
 
 from runtime.errors import TokenizerError
@@ -45,13 +46,19 @@ def unicode_to_bytes() -> dict[str, int]:
     return {c: b for b, c in bytes_to_unicode().items()}
 
 
+@lru_cache(maxsize=1)
+def _alphabet_tables() -> tuple[dict[int, str], regex.Pattern]:
+    to_latin1 = {ord(c): chr(b) for b, c in bytes_to_unicode().items()}
+    outside = regex.compile("[^" + regex.escape("".join(bytes_to_unicode().values())) + "]")
+    return to_latin1, outside
+
+
 def token_to_bytes(token: str) -> bytes | None:
     """Bytes of a vocabulary string in GPT-2's alphabet; None if it uses other characters."""
-    table = unicode_to_bytes()
-    try:
-        return bytes(table[c] for c in token)
-    except KeyError:
+    to_latin1, outside = _alphabet_tables()
+    if outside.search(token):
         return None
+    return token.translate(to_latin1).encode("latin-1")  # each character now stands for its byte
 
 
 class ByteLevelBPE:
@@ -70,10 +77,11 @@ class ByteLevelBPE:
         self.normalizer = normalizer
         self._pieces = {token: i for token, i in vocab.items()}
         self._bytes: list[bytes] = [b""] * self.size
+        encoded = {token: token_to_bytes(token) for token in vocab}
         for token, i in vocab.items():
-            data = token_to_bytes(token)
+            data = encoded[token]
             self._bytes[i] = data if data is not None else token.encode("utf-8")
-        ranks, self._rank_to_id = _merge_ranks(vocab, merges)
+        ranks, self._rank_to_id = _merge_ranks(vocab, encoded, merges)
         if passes and covers_all_text(passes[-1]):
             pre_passes, pattern = passes[:-1], passes[-1]
         else:
@@ -108,7 +116,9 @@ class ByteLevelBPE:
         return self._pieces.get(piece)
 
 
-def _merge_ranks(vocab: dict[str, int], merges: list[tuple[str, str]]) -> tuple[dict[bytes, int], list[int] | None]:
+def _merge_ranks(
+    vocab: dict[str, int], encoded: dict[str, bytes | None], merges: list[tuple[str, str]]
+) -> tuple[dict[bytes, int], list[int] | None]:
     """tiktoken ranks for the single bytes and every merge result, and a rank -> id table when
     ids do not follow merge order (None when ranks are the ids)."""
     singles: dict[bytes, int] = {}
@@ -123,7 +133,7 @@ def _merge_ranks(vocab: dict[str, int], merges: list[tuple[str, str]]) -> tuple[
     for left, right in merges:
         token = left + right
         token_id = vocab.get(token)
-        data = token_to_bytes(token)
+        data = encoded.get(token)
         if token_id is None or data is None:
             raise TokenizerError(
                 f"The merge {left!r} + {right!r} makes a token that is not in the vocabulary; the "

@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from runtime.errors import TokenizerError
-from runtime.tokenizer.gguf_vocab import LLAMA3_PRE_NAMES, byte_level_parts, gguf_sentencepiece_proto, read_gguf_metadata
+from runtime.tokenizer.gguf_metadata import read_gguf_metadata
+from runtime.tokenizer.gguf_vocab import LLAMA3_PRE_NAMES, byte_level_parts, gguf_sentencepiece_proto
 from runtime.tokenizer.sentencepiece_tokenizer import CONTROL
 
 _SPECIAL_KEYS = {"bos_token": "bos_token_id", "eos_token": "eos_token_id", "unk_token": "unknown_token_id", "pad_token": "padding_token_id"}

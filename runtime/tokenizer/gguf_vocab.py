@@ -4,70 +4,23 @@
 types), rebuilt into a sentencepiece model (recipe R1); `gpt2` is byte-level BPE (tokens in GPT-2's
 byte alphabet plus merges), split by the passes named in `tokenizer.ggml.pre`.
 
-Only the metadata header is read here (a few milliseconds, even for a file with weights), with a
-small reader of the GGUF v2/v3 key-value section; `gguf.GGUFReader` would also index every tensor.
+Only the metadata header is read (`gguf_metadata.py`), never the tensors.
 """
 
 from __future__ import annotations
 
-import struct
 from pathlib import Path
-from typing import Any, BinaryIO
-
-import numpy as np
+from typing import Any
 
 from runtime.errors import TokenizerError
 from runtime.tokenizer.base import AddedToken, Tokenizer, looks_like_markup
 from runtime.tokenizer.bpe import ByteLevelBPE, unicode_to_bytes
+from runtime.tokenizer.gguf_metadata import read_gguf_metadata
 from runtime.tokenizer.pretokenizers import gguf_pre_passes
 from runtime.tokenizer.sentencepiece_tokenizer import SentencePieceCodec, harden_markers, proto_from_gguf_vocab
 
 CONTROL, USER_DEFINED = 3, 4
 LLAMA3_PRE_NAMES = {"llama3", "llama-v3", "llama-bpe", "dbrx", "smaug-bpe"}
-
-_SCALARS = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q", 12: "<d"}
-_NUMPY = {0: "<u1", 1: "<i1", 2: "<u2", 3: "<i2", 4: "<u4", 5: "<i4", 6: "<f4", 7: "<u1", 10: "<u8", 11: "<i8", 12: "<f8"}
-
-
-def read_gguf_metadata(path: Path, prefixes: tuple[str, ...] = ("tokenizer.", "general.")) -> dict[str, Any]:
-    """The header's key-value pairs whose keys start with one of `prefixes`."""
-    with open(path, "rb") as f:
-        if f.read(4) != b"GGUF":
-            raise TokenizerError(f"{path} is not a GGUF file (bad magic); re-download it.")
-        (version,) = struct.unpack("<I", f.read(4))
-        if version < 2:
-            raise TokenizerError(f"{path} is GGUF version {version}; convert it again with a current llama.cpp.")
-        _tensor_count, kv_count = struct.unpack("<QQ", f.read(16))
-        out: dict[str, Any] = {}
-        for _ in range(kv_count):
-            key = _read_str(f)
-            (kind,) = struct.unpack("<I", f.read(4))
-            wanted = key.startswith(prefixes)
-            value = _read_value(f, kind, keep=wanted)
-            if wanted:
-                out[key] = value
-    return out
-
-
-def _read_str(f: BinaryIO) -> str:
-    (n,) = struct.unpack("<Q", f.read(8))
-    return f.read(n).decode("utf-8", errors="replace")
-
-
-def _read_value(f: BinaryIO, kind: int, keep: bool) -> Any:
-    if kind in _SCALARS:
-        fmt = _SCALARS[kind]
-        return struct.unpack(fmt, f.read(struct.calcsize(fmt)))[0]
-    if kind == 8:
-        return _read_str(f)
-    if kind == 9:
-        item_kind, count = struct.unpack("<IQ", f.read(12))
-        if item_kind in _NUMPY:
-            data = f.read(count * np.dtype(_NUMPY[item_kind]).itemsize)
-            return np.frombuffer(data, dtype=_NUMPY[item_kind]).tolist() if keep else None
-        items = [_read_value(f, item_kind, keep) for _ in range(count)]
-        return items if keep else None
-    raise TokenizerError(f"Unknown GGUF value type {kind}; the file is corrupt or too new for Quill.")
 
 
 def _require(meta: dict[str, Any], key: str, path: Path) -> Any:

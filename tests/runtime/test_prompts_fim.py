@@ -13,7 +13,7 @@ import pytest
 
 from runtime.prompts import detect_fim
 from runtime.tokenizer import load_tokenizer
-from runtime.tokenizer.gguf_vocab import read_gguf_metadata
+from runtime.tokenizer.gguf_metadata import read_gguf_metadata
 from runtime.tokenizer.sentencepiece_tokenizer import proto_from_gguf_vocab
 from tests.assets import llama3_tokenizer_model, llama_cpp_models_dir, mistral_tokenizer_model, qwen3_tokenizer_dir, smollm2_gguf
 

@@ -14,7 +14,7 @@ import pytest
 
 from runtime.errors import PromptTemplateError
 from runtime.prompts import ChatFormat
-from runtime.tokenizer.gguf_vocab import read_gguf_metadata
+from runtime.tokenizer.gguf_metadata import read_gguf_metadata
 from tests.assets import llama_cpp_models_dir, smollm2_gguf
 
 LLAMA2_CHAT = (

@@ -47,4 +47,6 @@ def test_no_special_ids_from_user_text(name):
     # sentencepiece reads a literal "▁" as its space symbol, so it comes back as a space
     spm = type(tokenizer.codec).__name__ == "SentencePieceCodec"
     assert tokenizer.decode(ids) == (everything.replace("▁", " ") if spm else everything)
+    # a lone surrogate (JSON from an editor can carry one) is replaced, not an exception
+    assert tokenizer.decode(tokenizer.encode("a\ud800b")) == "a\ufffdb"
     print(f"{name}: {len(specials)} special tokens stay plain text in user text")
