@@ -53,7 +53,8 @@ class ChatFormat:
     def from_model_dir(cls, model_dir: Path | str, tokenizer: Tokenizer | None = None) -> ChatFormat:
         model_dir = Path(model_dir)
         config = read_config(model_dir) if model_dir.is_dir() else {}
-        context = {k: t for k in ("bos_token", "eos_token", "unk_token", "pad_token") if (t := token_text(config.get(k)))}
+        fields = ("bos_token", "eos_token", "unk_token", "pad_token")
+        context = {k: t for k in fields if (t := token_text(config.get(k)))}
         if tokenizer is not None:
             for key, token_id in (("bos_token", tokenizer.bos_id), ("eos_token", tokenizer.eos_id)):
                 if key not in context and token_id is not None:

@@ -77,7 +77,9 @@ def _raise_exception(message: str):
     raise jinja2.exceptions.TemplateError(message)
 
 
-def _tojson(x: Any, ensure_ascii: bool = False, indent: int | None = None, separators=None, sort_keys: bool = False) -> str:
+def _tojson(
+    x: Any, ensure_ascii: bool = False, indent: int | None = None, separators=None, sort_keys: bool = False
+) -> str:
     return json.dumps(x, ensure_ascii=ensure_ascii, indent=indent, separators=separators, sort_keys=sort_keys)
 
 
@@ -119,7 +121,9 @@ def compile_template(source: str) -> jinja2.Template:
         ) from err
 
 
-def render_template(source: str, messages: list[dict[str, Any]], *, add_generation_prompt: bool = True, **context: Any) -> str:
+def render_template(
+    source: str, messages: list[dict[str, Any]], *, add_generation_prompt: bool = True, **context: Any
+) -> str:
     """The template's text for `messages`; `context` carries bos_token, eos_token and the like."""
     template = compile_template(source)
     try:

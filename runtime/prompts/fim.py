@@ -1,13 +1,12 @@
 """Fill-in-the-middle prompts for models whose vocabulary has FIM tokens.
 
-Detected from the vocabulary, never from the model's name:
+Detected from the vocabulary, never from the model's name (`_FAMILIES`):
 
-| family                  | prefix / suffix / middle                        | BOS | extra stops            |
-|-------------------------|-------------------------------------------------|-----|------------------------|
-| Qwen2.5-Coder           | `<|fim_prefix|>` `<|fim_suffix|>` `<|fim_middle|>` | no  | `<|fim_pad|>`, `<|file_sep|>`, `<|endoftext|>` |
-| StarCoder               | `<fim_prefix>` `<fim_suffix>` `<fim_middle>`    | no  | `<fim_pad>`, `<file_sep>`, `<|endoftext|>` |
-| DeepSeek-Coder          | `<｜fim▁begin｜>` `<｜fim▁hole｜>` `<｜fim▁end｜>` | yes | `<|EOT|>`              |
-| CodeLlama               | `▁<PRE>` `▁<SUF>` `▁<MID>`                       | yes | `▁<EOT>`               |
+- Qwen2.5-Coder: `<|fim_prefix|>` `<|fim_suffix|>` `<|fim_middle|>`, stops at `<|fim_pad|>`,
+  `<|file_sep|>`, `<|endoftext|>`; no BOS.
+- StarCoder: `<fim_prefix>` `<fim_suffix>` `<fim_middle>`, stops at `<fim_pad>`, `<file_sep>`; no BOS.
+- DeepSeek-Coder: `<｜fim▁begin｜>` `<｜fim▁hole｜>` `<｜fim▁end｜>`, stops at `<|EOT|>`; BOS first.
+- CodeLlama: `▁<PRE>` `▁<SUF>` `▁<MID>`, stops at `▁<EOT>`; BOS first.
 
 All use prefix-suffix-middle order: `[BOS] PRE prefix SUF suffix MID`, then the model writes the
 middle. CodeLlama (Meta's `infilling_prompt_tokens`) encodes the suffix without sentencepiece's
@@ -21,13 +20,23 @@ from dataclasses import dataclass
 
 from runtime.tokenizer.base import Tokenizer
 
-# (name, prefix, suffix, middle, extra stop tokens, uses BOS, suffix without dummy prefix)
+@dataclass(frozen=True)
+class _Family:
+    name: str
+    markers: tuple[str, str, str]  # prefix, suffix, middle
+    stops: tuple[str, ...]
+    uses_bos: bool = False
+    suffix_without_space: bool = False
+
+
 _FAMILIES = (
-    ("qwen", "<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>", ("<|fim_pad|>", "<|file_sep|>", "<|endoftext|>", "<|repo_name|>"), False, False),
-    ("starcoder", "<fim_prefix>", "<fim_suffix>", "<fim_middle>", ("<fim_pad>", "<file_sep>", "<|endoftext|>"), False, False),
-    ("deepseek", "<｜fim▁begin｜>", "<｜fim▁hole｜>", "<｜fim▁end｜>", ("<|EOT|>", "<｜end▁of▁sentence｜>"), True, False),
-    ("codellama", "▁<PRE>", "▁<SUF>", "▁<MID>", ("▁<EOT>",), True, True),
-    ("codellama", "<PRE>", "<SUF>", "<MID>", ("<EOT>",), True, True),
+    _Family("qwen", ("<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>"),
+            ("<|fim_pad|>", "<|file_sep|>", "<|endoftext|>", "<|repo_name|>")),
+    _Family("starcoder", ("<fim_prefix>", "<fim_suffix>", "<fim_middle>"), ("<fim_pad>", "<file_sep>", "<|endoftext|>")),
+    _Family("deepseek", ("<｜fim▁begin｜>", "<｜fim▁hole｜>", "<｜fim▁end｜>"), ("<|EOT|>", "<｜end▁of▁sentence｜>"),
+            uses_bos=True),
+    _Family("codellama", ("▁<PRE>", "▁<SUF>", "▁<MID>"), ("▁<EOT>",), uses_bos=True, suffix_without_space=True),
+    _Family("codellama", ("<PRE>", "<SUF>", "<MID>"), ("<EOT>",), uses_bos=True, suffix_without_space=True),
 )  # fmt: skip
 
 
@@ -56,15 +65,15 @@ class FimFormat:
 
 def detect_fim(tokenizer: Tokenizer) -> FimFormat | None:
     """The FIM format this vocabulary supports, or None."""
-    for name, pre, suf, mid, stops, uses_bos, no_space in _FAMILIES:
-        ids = [tokenizer.token_to_id(t) for t in (pre, suf, mid)]
+    for family in _FAMILIES:
+        ids = [tokenizer.token_to_id(t) for t in family.markers]
         if None in ids:
             continue
         stop_ids = set(tokenizer.stop_ids)
-        stop_ids.update(i for t in stops if (i := tokenizer.token_to_id(t)) is not None)
+        stop_ids.update(i for t in family.stops if (i := tokenizer.token_to_id(t)) is not None)
         return FimFormat(
-            name, *ids,
-            bos_id=tokenizer.bos_id if uses_bos and tokenizer.add_bos else None,
-            stop_ids=frozenset(stop_ids), suffix_without_space=no_space,
+            family.name, *ids,
+            bos_id=tokenizer.bos_id if family.uses_bos and tokenizer.add_bos else None,
+            stop_ids=frozenset(stop_ids), suffix_without_space=family.suffix_without_space,
         )  # fmt: skip
     return None

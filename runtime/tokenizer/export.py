@@ -25,7 +25,12 @@ from runtime.tokenizer.gguf_metadata import read_gguf_metadata
 from runtime.tokenizer.gguf_vocab import LLAMA3_PRE_NAMES, byte_level_parts, gguf_sentencepiece_proto
 from runtime.tokenizer.sentencepiece_tokenizer import CONTROL
 
-_SPECIAL_KEYS = {"bos_token": "bos_token_id", "eos_token": "eos_token_id", "unk_token": "unknown_token_id", "pad_token": "padding_token_id"}
+_SPECIAL_KEYS = {
+    "bos_token": "bos_token_id",
+    "eos_token": "eos_token_id",
+    "unk_token": "unknown_token_id",
+    "pad_token": "padding_token_id",
+}
 
 
 def export_gguf_tokenizer(gguf_path: Path | str, out_dir: Path | str) -> list[str]:
@@ -56,7 +61,10 @@ def export_gguf_tokenizer(gguf_path: Path | str, out_dir: Path | str) -> list[st
 
 
 def _tokenizer_config(meta: dict[str, Any], tokens: list[str], entries: dict, add_bos: bool) -> dict:
-    config: dict[str, Any] = {"add_bos_token": add_bos, "add_eos_token": bool(meta.get("tokenizer.ggml.add_eos_token", False))}
+    config: dict[str, Any] = {
+        "add_bos_token": add_bos,
+        "add_eos_token": bool(meta.get("tokenizer.ggml.add_eos_token", False)),
+    }
     for name, key in _SPECIAL_KEYS.items():
         token_id = meta.get(f"tokenizer.ggml.{key}")
         if token_id is not None and 0 <= token_id < len(tokens):

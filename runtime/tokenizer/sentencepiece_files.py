@@ -24,7 +24,8 @@ def sentencepiece_tokenizer(model_dir: Path) -> Tokenizer:
     config = read_config(model_dir)
     declared = config_added_tokens(model_dir, config)
     if (model_dir / "tokenizer.json").exists():
-        declared += [added_from_entry(e, int(e["id"])) for e in read_json(model_dir / "tokenizer.json").get("added_tokens", [])]
+        entries = read_json(model_dir / "tokenizer.json").get("added_tokens", [])
+        declared += [added_from_entry(e, int(e["id"])) for e in entries]
     added = {t.id: t for t in codec.control_tokens()}
     for token in declared:
         inside = token.id < codec.size
