@@ -21,6 +21,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from filelock import FileLock
+
 REPO_ROOT = Path(__file__).resolve().parents[2]
 SOURCES = "deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.debian.org/debian sid main\n"
 # `apt-cache depends` prints relations we must not follow as packages to fetch.
@@ -38,16 +40,18 @@ def cache_dir() -> Path:
 
 
 def _apt_options(work: Path) -> list[str]:
-    # Private sources, lists and package cache; the sandbox user stays root so the private
-    # folders need no special ownership.
-    return [
+    # Private sources, lists and package cache, and no locks (the system's apt is not ours to
+    # lock). As root, apt would hand downloads to the `_apt` user, who cannot write our folders.
+    options = [
         "-o", f"Dir::Etc::SourceList={work / 'sid.list'}",
         "-o", "Dir::Etc::SourceParts=/dev/null",
         "-o", f"Dir::State::Lists={work / 'lists'}",
         "-o", f"Dir::Cache={work / 'cache'}",
-        "-o", "APT::Sandbox::User=root",
         "-o", "Debug::NoLocking=1",
     ]
+    if os.geteuid() == 0:
+        options += ["-o", "APT::Sandbox::User=root"]
+    return options
 
 
 def _run(cmd: list[str], cwd: Path) -> str:
@@ -86,6 +90,12 @@ def _write_wrapper(root: Path) -> Path:
 def fetch(target: Path | None = None) -> Path:
     """Fetch and unpack Neovim once into `target`; return the `bin/nvim` wrapper."""
     target = target or cache_dir()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(target.with_name(target.name + ".lock"))):  # parallel test workers
+        return _fetch_unlocked(target)
+
+
+def _fetch_unlocked(target: Path) -> Path:
     wrapper = target / "bin" / "nvim"
     if wrapper.exists():
         return wrapper

@@ -83,22 +83,6 @@ function H.type(keys)
   vim.api.nvim_feedkeys(vim.keycode(keys), 'mt', false)
 end
 
---- Send `method` to the Quill client and wait for its result.
-function H.request(method, params)
-  local client = assert(require('quill.client').get(), 'no quill client')
-  local reply
-  client:request(method, params or {}, function(err, result)
-    reply = { err = err, result = result }
-  end)
-  local r = H.wait_for('the reply to ' .. method, function()
-    return reply
-  end)
-  if r.err then
-    error(method .. ' failed: ' .. vim.inspect(r.err))
-  end
-  return r.result
-end
-
 --- Run `scenario()` as a coroutine once Neovim's main loop is up; a watchdog ends a hung run.
 function H.run(scenario, watchdog_ms)
   co = coroutine.create(scenario)
