@@ -115,7 +115,7 @@ def _directml(name: str) -> Device:
     if not index_text.isdigit() or int(index_text) >= module.device_count():
         raise _unavailable(name, f"torch_directml has {module.device_count()} device(s)")
     index = int(index_text)
-    return Device(f"directml:{index}", module.device(index), "directml")
+    return Device(f"directml:{index}", torch.device(module.device(index)), "directml")
 
 
 def resolve_dtype(precision: str | None, device: Device) -> torch.dtype:
