@@ -23,7 +23,8 @@ from .native import model_config, read_config, write_native
 
 def _load_state_dict(path: Path) -> dict[str, torch.Tensor]:
     try:
-        sd = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        # mmap needs torch's zip format; legacy pickle files load without it.
+        sd = torch.load(path, map_location="cpu", weights_only=True, mmap=zipfile.is_zipfile(path))
     except pickle.UnpicklingError as err:
         raise CheckpointError(
             f"{path} holds Python objects other than tensors, which Quill never unpickles "
