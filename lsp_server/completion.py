@@ -26,9 +26,12 @@ _ids = itertools.count(1)
 class Request:
     window: completion_prompt.CursorWindow
     settings: CompletionSettings
+    language: str = ""
 
 
-def snapshot(text: str, position: types.Position, settings: CompletionSettings, encoding: str) -> Request:
+def snapshot(
+    text: str, position: types.Position, settings: CompletionSettings, encoding: str, language: str = ""
+) -> Request:
     """Cut the window around the cursor now, on the event loop, from the current text."""
     window = completion_prompt.cursor_window(
         text,
@@ -37,7 +40,7 @@ def snapshot(text: str, position: types.Position, settings: CompletionSettings, 
         max_chars=completion_prompt.window_chars(settings.context_tokens),
         encoding=encoding,
     )
-    return Request(window, settings)
+    return Request(window, settings, language)
 
 
 def run(host: ModelHost, job: Job, request: Request) -> Optional[str]:
@@ -49,7 +52,7 @@ def run(host: ModelHost, job: Job, request: Request) -> Optional[str]:
         return None
     window, settings = request.window, request.settings
     prompt = completion_prompt.build_completion_prompt(
-        loaded.engine.tokenizer, loaded.fim, window, settings.context_tokens
+        loaded.engine.tokenizer, loaded.fim, window, settings.context_tokens, request.language
     )
     multiline = postprocess.is_multiline_position(window.line_prefix, window.line_suffix, settings.multiline)
     # single-line suggestions stop at the newline in the engine already, saving the tokens after it
@@ -57,13 +60,15 @@ def run(host: ModelHost, job: Job, request: Request) -> Optional[str]:
         max_new_tokens=settings.max_tokens,
         temperature=0.0,
         stop_ids=prompt.stop_ids,
-        stop_strings=() if multiline else ("\n",),
+        stop_strings=prompt.stop_strings + (() if multiline else ("\n",)),
     )
+    if not prompt.ids:
+        return None
     result = host.generate(job, prompt.ids, gen)
     if result.finish_reason == "cancelled":
         return None
     return postprocess.postprocess(
-        result.text,
+        completion_prompt.unheal(result.text, window.line_prefix),
         prefix=window.prefix,
         suffix=window.suffix,
         line_prefix=window.line_prefix,

@@ -15,6 +15,7 @@ from typing import Optional
 
 CHARS_PER_TOKEN = 8  # generous: code rarely averages more characters per token than this
 PREFIX_SHARE = 0.75
+FENCE = "```"
 
 
 @dataclass
@@ -35,6 +36,7 @@ class CompletionPrompt:
     fim: bool
     prefix_tokens: int
     suffix_tokens: int
+    stop_strings: tuple = ()
 
 
 def utf16_to_index(line: str, character: int, encoding: str = "utf-16") -> int:
@@ -75,20 +77,37 @@ def cursor_window(
 
 
 def build_completion_prompt(
-    tokenizer, fim, window: CursorWindow, context_tokens: int
+    tokenizer, fim, window: CursorWindow, context_tokens: int, language: str = ""
 ) -> CompletionPrompt:
-    """Token ids for the model: FIM when `fim` is a FimFormat, prefix continuation otherwise."""
+    """Token ids for the model: FIM when `fim` is a FimFormat, prefix continuation otherwise.
+
+    Prefix continuation starts the prompt with a Markdown code fence (and stops at the closing
+    one): small instruction-tuned models such as SmolLM2-Instruct saw most of their code inside
+    fences, and without one they tend to answer in prose after the first line.
+    """
     prefix_budget = int(context_tokens * PREFIX_SHARE) if fim else context_tokens
     suffix_budget = context_tokens - prefix_budget
     prefix_ids = tokenizer.encode(window.prefix)[-prefix_budget:] if window.prefix else []
     stop_ids = frozenset(tokenizer.stop_ids)
     if fim is not None:
-        suffix_ids = tokenizer.encode(window.suffix)[:suffix_budget] if window.suffix else []
+        suffix_ids = fim.encode_suffix(tokenizer, window.suffix)[:suffix_budget] if window.suffix else []
         ids = fim.build(prefix_ids, suffix_ids)
         stop_ids |= frozenset(fim.stop_ids)
         return CompletionPrompt(ids, stop_ids, True, len(prefix_ids), len(suffix_ids))
     bos: list[int] = [tokenizer.bos_id] if tokenizer.add_bos and tokenizer.bos_id is not None else []
-    return CompletionPrompt(bos + prefix_ids, stop_ids, False, len(prefix_ids), 0)
+    fence = tokenizer.encode(f"{FENCE}{language}\n")
+    return CompletionPrompt(bos + fence + prefix_ids, stop_ids, False, len(prefix_ids), 0, (FENCE,))
+
+
+def unheal(text: str, indent: str) -> str:
+    """Model text relative to an indented blank cursor line.
+
+    Models often answer `    |` with a newline and the indented statement on the next line;
+    the suggestion then belongs on the cursor's own line.
+    """
+    if indent and not indent.strip() and text.startswith("\n" + indent):
+        return text[1 + len(indent) :]
+    return text
 
 
 def window_chars(context_tokens: int) -> int:

@@ -101,16 +101,16 @@ class ModelHost:
         """Queue loading `ref` (converting it on first use); replaces the current model."""
         self.state, self.model_ref, self.error, self.progress = "loading", ref, None, None
 
+        def on_progress(phase: str, done: int, total: int) -> None:
+            self.progress = (phase, done, total)
+            progress(phase, done, total)
+
         def run(job: Job) -> LoadedModel:
-            from runtime.engine import load_engine
-            from runtime.prompts import ChatFormat, detect_fim
-
-            def on_progress(phase: str, done: int, total: int) -> None:
-                self.progress = (phase, done, total)
-                progress(phase, done, total)
-
             self.loaded = None  # free the old weights before the new ones arrive
             try:
+                from runtime.engine import load_engine
+                from runtime.prompts import ChatFormat, detect_fim
+
                 engine = load_engine(
                     ref, device=device, precision=precision, cache_dir=cache_dir, progress=on_progress
                 )

@@ -40,6 +40,7 @@ def postprocess(
         text = text.rstrip()
     else:
         text = text.split("\n", 1)[0]
+        text = _cut_at_line_suffix(text, line_suffix)
         text = _cut_unopened_closer(text, _open_brackets(line_prefix))
         text = _drop_supplied_closers(text, line_prefix, line_suffix)
         text = text.rstrip() if not line_suffix else text
@@ -55,6 +56,8 @@ def _indent(line: str) -> int:
 def _trim_block(text: str, line_prefix: str) -> str:
     """Keep lines while they stay inside the block that the first line opens or continues."""
     lines = text.split("\n")[:MAX_LINES]
+    # on an indented blank line the block is at least as deep as the cursor
+    floor = len(line_prefix) if not line_prefix.strip() else 0
     block_indent: Optional[int] = None
     kept: list[str] = []
     for i, line in enumerate(lines):
@@ -65,6 +68,8 @@ def _trim_block(text: str, line_prefix: str) -> str:
             kept.append(line)
             continue
         if block_indent is None:
+            if _indent(full) < floor:
+                break
             block_indent = _indent(full)
         elif _indent(full) < block_indent:
             break
@@ -83,6 +88,21 @@ def _cut_suffix_repeat(text: str, suffix: str) -> str:
     for i, line in enumerate(lines):
         if i > 0 and line.strip() == following[0]:
             return "\n".join(lines[:i])
+    return text
+
+
+def _cut_at_line_suffix(text: str, line_suffix: str) -> str:
+    """Mid-line: cut where the text reaches what already follows the cursor on its line.
+
+    `print(area(3, |))` completed as `5))  # 15` becomes `5`; an occurrence inside brackets the
+    text opened itself (`foo()` before `)`) is not the suffix and is kept.
+    """
+    rest = line_suffix.strip()
+    start = text.find(rest) if rest else -1
+    while start >= 0:
+        if text[:start].strip() and not _open_brackets(text[:start]):
+            return text[:start]
+        start = text.find(rest, start + 1)
     return text
 
 

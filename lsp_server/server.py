@@ -106,12 +106,6 @@ def quill_status(ls: QuillServer, params: Any) -> dict:
     return to_wire(ls.status())
 
 
-@server.feature(types.SHUTDOWN)
-def shutdown(ls: QuillServer, params: Any) -> None:
-    """Stop any running generation so the worker is idle when `exit` comes."""
-    ls.stop_all()
-
-
 def _parse(cls: type, params: Any) -> Any:
     try:
         return from_wire(cls, params)

@@ -20,7 +20,7 @@ from lsprotocol import types
 from pygls.exceptions import JsonRpcServerError
 from pygls.lsp.server import LanguageServer
 
-from lsp_server import chat, completion, history, settings as settings_mod
+from lsp_server import chat, completion, completion_prompt, history, settings as settings_mod
 from lsp_server.model_host import ModelHost
 from lsp_server.protocol import CONFIG_SECTION, Acceptance, ChatParams, ChatResult, StatusResult, Usage
 from lsp_server.scheduler import Scheduler
@@ -140,7 +140,8 @@ class QuillServer(LanguageServer):
             log.info("completion for %s, which is not open: empty result", uri)
             return None
         encoding = str(getattr(self.workspace.position_encoding, "value", None) or "utf-16")
-        return completion.snapshot(document.source, position, self.settings.completion, encoding)
+        language = completion_prompt.language_of(uri, document.language_id)
+        return completion.snapshot(document.source, position, self.settings.completion, encoding, language)
 
     async def complete(self, uri: str, request: completion.Request) -> Optional[str]:
         """The suggestion text for `request` under the scheduler's rules (None = empty result)."""
@@ -222,11 +223,6 @@ class QuillServer(LanguageServer):
             settings=settings_mod.to_dict(self.settings),
         )
 
-    def stop_all(self) -> None:
-        """Ask the worker to stop whatever it generates (shutdown)."""
-        for future in list(self.protocol._request_futures.values()):
-            future.cancel()
-
     def report_server_error(self, error: Exception, source: Any) -> None:
         """Errors outside a request: answer garbage with ParseError, log the rest (no popups)."""
         if is_parse_error(error):
@@ -241,12 +237,12 @@ class ChatTurn:
         self.host, self.message, self.context, self.store, self.s, self.send = host, message, context, store, s, send
 
     def run(self, job) -> ChatResult:
-        from runtime.engine import GenerationConfig
-        from runtime.prompts import build_chat_prompt
-
         loaded = self.host.loaded
         if loaded is None:
             raise QuillError(f"No model is loaded: {self.host.error or 'loading did not finish'}.")
+        from runtime.engine import GenerationConfig
+        from runtime.prompts import build_chat_prompt
+
         tokenizer, s = loaded.engine.tokenizer, self.s
         budget = min(s.max_context_length, loaded.engine.max_seq_length - s.chat.max_tokens - 1)
         earlier = self.store.prompt_messages() if self.store else []

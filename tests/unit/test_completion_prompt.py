@@ -40,3 +40,12 @@ def test_large_documents_are_cut_in_characters_before_tokenizing():
 def test_current_word():
     assert current_word("    result = compu") == "compu"
     assert current_word("foo(") == ""
+
+
+def test_unheal_moves_a_next_line_answer_onto_the_cursor_line():
+    from lsp_server.completion_prompt import unheal
+
+    assert unheal("\n    files = []\n    x", "    ") == "files = []\n    x"
+    assert unheal("return 1", "    ") == "return 1"
+    assert unheal("\nreturn 1", "    ") == "\nreturn 1"
+    assert unheal("\n    x", "foo(") == "\n    x"  # only for a blank, indented cursor line

@@ -57,3 +57,14 @@ def test_never_empty_or_whitespace_only():
 
 def test_mid_line_keeps_trailing_space_before_suffix_text():
     assert pp("x = 5", "", "= 5") == "x "
+
+
+def test_on_an_indented_blank_line_text_that_dedents_is_not_suggested():
+    before = "def f():\n    "
+    assert pp("\ndef g():\n    pass", before) is None
+    assert pp("return 1\n    \ndef g():", before) == "return 1"
+
+
+def test_mid_line_stops_where_the_rest_of_the_line_begins():
+    assert pp("5))  # Output: 15", "print(area(3, ", "))") == "5"
+    assert pp("foo())", "print(", ")") == "foo()"
