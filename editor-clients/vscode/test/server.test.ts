@@ -34,13 +34,13 @@ import {
   ShutdownRequest,
   StreamMessageReader,
   StreamMessageWriter,
+  WorkDoneProgress,
   WorkDoneProgressCreateRequest,
 } from 'vscode-languageserver-protocol/node';
 import {
   ACCEPT_COMPLETION_COMMAND,
   HistoryRequest,
   StatusRequest,
-  StatusResult,
   chatStreaming,
 } from '../src/protocol';
 
@@ -54,6 +54,8 @@ interface Server {
   stderr: string[];
   messages: string[];
   stopping: boolean;
+  /** Settles when the model's load progress ends (or the server dies first). */
+  loaded: Promise<void>;
 }
 
 function startServer(settings: object): Server {
@@ -62,10 +64,19 @@ function startServer(settings: object): Server {
   const stderr: string[] = [];
   child.stderr!.on('data', (chunk: Buffer) => stderr.push(chunk.toString()));
   const connection = createProtocolConnection(new StreamMessageReader(child.stdout!), new StreamMessageWriter(child.stdin!));
+  const messages: string[] = [];
+  let onLoaded!: () => void;
+  let onDied!: (error: Error) => void;
+  const loaded = new Promise<void>((resolve, reject) => {
+    onLoaded = resolve;
+    onDied = reject;
+  });
+  const server: Server = { process: child, connection, stderr, messages, stopping: false, loaded };
+
   // A server that dies must fail the test with its stderr, not leave requests pending forever.
   const died = (why: string) => {
+    onDied(new Error(`quill server ${why}; its stderr:\n${stderr.join('').slice(-4000)}`));
     connection.dispose();
-    process.stderr.write(`quill server ${why}; its stderr:\n${stderr.join('').slice(-4000)}\n`);
   };
   child.on('error', (error) => died(`could not start (${command}): ${error.message}`));
   child.on('exit', (code, signal) => {
@@ -73,30 +84,21 @@ function startServer(settings: object): Server {
       died(`exited early (code ${code}, signal ${signal})`);
     }
   });
-  const messages: string[] = [];
-  connection.onRequest(WorkDoneProgressCreateRequest.type, () => undefined);
+  // The model loads in the background under work-done progress; its `end` means loaded or failed.
+  connection.onRequest(WorkDoneProgressCreateRequest.type, (params) => {
+    connection.onProgress(WorkDoneProgress.type, params.token, (value) => {
+      if (value.kind === 'end') {
+        onLoaded();
+      }
+    });
+  });
   connection.onRequest(RegistrationRequest.type, () => undefined);
   connection.onRequest(ConfigurationRequest.type, (params) => params.items.map((item) => (item.section === 'quill' ? settings : null)));
   connection.onNotification(ShowMessageNotification.type, (params) => {
     messages.push(params.message);
   });
   connection.listen();
-  const server: Server = { process: child, connection, stderr, messages, stopping: false };
   return server;
-}
-
-/** Ask quill/status until `done(status)` holds; each poll waits for the previous answer. */
-async function waitForStatus(connection: ProtocolConnection, done: (s: StatusResult) => boolean): Promise<StatusResult> {
-  for (;;) {
-    const status = await connection.sendRequest(StatusRequest);
-    if (status.state === 'error') {
-      throw new Error(`the server failed to load the model: ${status.error}`);
-    }
-    if (done(status)) {
-      return status;
-    }
-    await new Promise((resolve) => setTimeout(resolve, 100)); // poll interval, not a wait for time to pass
-  }
 }
 
 describe('quill server through vscode-languageserver-protocol', { skip: SKIP, timeout: 600_000 }, () => {
@@ -129,7 +131,10 @@ describe('quill server through vscode-languageserver-protocol', { skip: SKIP, ti
     await server.connection.sendNotification(DidOpenTextDocumentNotification.type, {
       textDocument: { uri: docUri, languageId: 'python', version: 1, text: SOURCE },
     });
-    await waitForStatus(server.connection, (s) => s.state === 'ready');
+    await server.loaded;
+    const status = await server.connection.sendRequest(StatusRequest);
+    assert.equal(status.state, 'ready', `the model loaded: ${JSON.stringify(status)}`);
+    assert.deepEqual(server.messages.filter((m) => m.includes('Setting `')), [], 'the settings were accepted');
   });
 
   after(async () => {
