@@ -29,6 +29,7 @@ import regex
 from runtime.errors import PromptTemplateError
 from runtime.prompts.chat_template import render_template
 from runtime.tokenizer.base import Tokenizer
+from runtime.tokenizer.export import gguf_tokenizer_config
 from runtime.tokenizer.hf_files import read_config, read_json, token_text
 
 PHI2_TEMPLATE = (
@@ -53,6 +54,9 @@ class ChatFormat:
     def from_model_dir(cls, model_dir: Path | str, tokenizer: Tokenizer | None = None) -> ChatFormat:
         model_dir = Path(model_dir)
         config = read_config(model_dir) if model_dir.is_dir() else {}
+        gguf = _single_gguf(model_dir) if "chat_template" not in config else None
+        if gguf is not None:  # a GGUF used as it is carries its template in the metadata
+            config = {**gguf_tokenizer_config(gguf), **config}
         fields = ("bos_token", "eos_token", "unk_token", "pad_token")
         context = {k: t for k in fields if (t := token_text(config.get(k)))}
         if tokenizer is not None:
@@ -74,6 +78,13 @@ class ChatFormat:
         return render_template(self.template, messages, add_generation_prompt=add_generation_prompt, **self.context)
 
 
+def _single_gguf(path: Path) -> Path | None:
+    if path.is_file() and path.suffix == ".gguf":
+        return path
+    found = sorted(path.glob("*.gguf")) if path.is_dir() else []
+    return found[0] if len(found) == 1 else None
+
+
 def find_chat_template(model_dir: Path, config: dict[str, Any]) -> str | None:
     template = config.get("chat_template")
     if isinstance(template, list):  # [{"name": "default", "template": ...}, {"name": "tool_use", ...}]
@@ -81,6 +92,8 @@ def find_chat_template(model_dir: Path, config: dict[str, Any]) -> str | None:
         template = named.get("default") or next(iter(named.values()), None)
     if isinstance(template, str) and template:
         return template
+    if not model_dir.is_dir():
+        return None
     if (model_dir / "chat_template.jinja").exists():
         return (model_dir / "chat_template.jinja").read_text(encoding="utf-8")
     if (model_dir / "chat_template.json").exists():

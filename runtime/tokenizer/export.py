@@ -60,6 +60,12 @@ def export_gguf_tokenizer(gguf_path: Path | str, out_dir: Path | str) -> list[st
     return [*written, "tokenizer_config.json"]
 
 
+def gguf_tokenizer_config(gguf_path: Path | str) -> dict[str, Any]:
+    """The chat template and special-token names of a GGUF, as tokenizer_config.json fields."""
+    meta = read_gguf_metadata(gguf_path)
+    return _tokenizer_config(meta, meta.get("tokenizer.ggml.tokens") or [], {}, add_bos=False)
+
+
 def _tokenizer_config(meta: dict[str, Any], tokens: list[str], entries: dict, add_bos: bool) -> dict:
     config: dict[str, Any] = {
         "add_bos_token": add_bos,

@@ -116,3 +116,13 @@ def test_template_from_chat_template_jinja(smollm2_dir, tmp_path):
     (tmp_path / "chat_template.jinja").write_text(template, encoding="utf-8")
     fmt = ChatFormat.from_model_dir(tmp_path, load_tokenizer(tmp_path))
     assert not fmt.builtin and re.search(r"<\|im_start\|>assistant\n$", fmt.render([{"role": "user", "content": "hi"}]))
+
+
+def test_chat_format_straight_from_a_gguf():
+    gguf = smollm2_gguf()
+    tokenizer = load_tokenizer(gguf)
+    fmt = ChatFormat.from_model_dir(gguf, tokenizer)
+    assert not fmt.builtin and fmt.context["eos_token"] == "<|im_end|>"
+    ids = build_chat_prompt(tokenizer, fmt, [{"role": "user", "content": "hi"}], 200)
+    tail = tokenizer.encode_special("<|im_start|>assistant\n")
+    assert ids[-len(tail) :] == tail and ids[0] == tokenizer.special_tokens["<|im_start|>"]
