@@ -49,10 +49,20 @@ export class Chat implements vscode.Disposable {
     this.channel.appendLine(`## You\n\n${params.message}\n\n## Quill\n`);
     let streamed = '';
     try {
-      const result = await chatStreaming(client, params, (delta) => {
-        streamed += delta;
-        this.channel.append(delta);
-      });
+      // Cancelling the notification sends $/cancelRequest; the server stops between tokens.
+      const result = await vscode.window.withProgress(
+        { location: vscode.ProgressLocation.Notification, title: 'Quill is answering…', cancellable: true },
+        (_progress, token) =>
+          chatStreaming(
+            client,
+            params,
+            (delta) => {
+              streamed += delta;
+              this.channel.append(delta);
+            },
+            token,
+          ),
+      );
       if (result.reply !== streamed) {
         // A server that does not stream still shows its reply.
         this.channel.append(result.reply.startsWith(streamed) ? result.reply.slice(streamed.length) : `\n${result.reply}`);
