@@ -102,11 +102,12 @@ local function request(buf)
   local tick = vim.api.nvim_buf_get_changedtick(buf)
   s.tick = tick
   client:request(method, params, function(err, result)
-    -- Drop replies for text that has changed since, or once the user left insert mode.
+    -- Drop replies for text that has changed since, or once the user left the buffer or insert mode.
     if err or s.tick ~= tick or vim.api.nvim_buf_get_changedtick(buf) ~= tick then
       return
     end
-    if not vim.startswith(vim.api.nvim_get_mode().mode, 'i') then
+    local here = vim.api.nvim_get_current_buf() == buf
+    if not here or not vim.startswith(vim.api.nvim_get_mode().mode, 'i') then
       return
     end
     local item = first_item(method, result)
