@@ -1,0 +1,128 @@
+"""GGUF conversion on tiny models written the way llama.cpp writes them (its tensor names from the
+`gguf` package's own name map, q/k permuted as `convert_hf_to_gguf.py` does for `llama`), checked
+against the original weights and against transformers' GGUF loader."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from runtime.checkpoint import load_tensors, read_manifest
+from runtime.store import resolve_model
+from runtime.weight_map import hf_to_native
+from tests.assets import llama_cpp_models_dir
+
+gguf = pytest.importorskip("gguf")
+
+
+def _llama_cpp_permute(w: np.ndarray, n_head: int) -> np.ndarray:
+    # convert_hf_to_gguf.py, LlamaModel.permute
+    return w.reshape(n_head, 2, w.shape[0] // n_head // 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
+
+
+def _copy_tokenizer(writer, vocab: str) -> None:
+    r = gguf.GGUFReader(str(llama_cpp_models_dir() / vocab))
+    f = lambda k: r.fields[k].contents()  # noqa: E731
+    writer.add_tokenizer_model(f("tokenizer.ggml.model"))
+    writer.add_token_list(f("tokenizer.ggml.tokens"))
+    writer.add_token_scores(f("tokenizer.ggml.scores"))
+    writer.add_token_types(f("tokenizer.ggml.token_type"))
+    writer.add_bos_token_id(1)
+    writer.add_eos_token_id(2)
+    writer.add_unk_token_id(0)
+    writer.add_add_bos_token(True)
+
+
+def write_gguf(path, model, arch: str, quant: str) -> None:
+    cfg = model.config
+    writer = gguf.GGUFWriter(str(path), arch)
+    writer.add_block_count(cfg.num_hidden_layers)
+    writer.add_context_length(cfg.max_position_embeddings)
+    writer.add_embedding_length(cfg.hidden_size)
+    writer.add_feed_forward_length(cfg.intermediate_size)
+    writer.add_head_count(cfg.num_attention_heads)
+    writer.add_head_count_kv(cfg.num_key_value_heads)
+    writer.add_layer_norm_rms_eps(cfg.rms_norm_eps)
+    writer.add_rope_freq_base(float(cfg.rope_parameters["rope_theta"]))
+    writer.add_rope_dimension_count(cfg.hidden_size // cfg.num_attention_heads)
+    _copy_tokenizer(writer, "ggml-vocab-llama-spm.gguf")
+    names = gguf.get_tensor_name_map(gguf.MODEL_ARCH[arch.upper()], cfg.num_hidden_layers)
+    for name, t in model.state_dict().items():
+        if name == "lm_head.weight" and cfg.tie_word_embeddings:
+            continue
+        w = t.numpy().astype(np.float32)
+        if arch == "llama" and "q_proj" in name:
+            w = _llama_cpp_permute(w, cfg.num_attention_heads)
+        if arch == "llama" and "k_proj" in name:
+            w = _llama_cpp_permute(w, cfg.num_key_value_heads)
+        target = names.get_name(name, try_suffixes=(".weight", ".bias"))
+        if quant == "Q8_0" and w.ndim == 2:
+            q = gguf.quants.quantize(w, gguf.GGMLQuantizationType.Q8_0)
+            writer.add_tensor(target, q, raw_dtype=gguf.GGMLQuantizationType.Q8_0)
+        else:
+            writer.add_tensor(target, w)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+
+
+def _tiny(arch: str):
+    import transformers
+
+    common = dict(vocab_size=32000, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                  num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
+                  bos_token_id=1, eos_token_id=2)
+    if arch == "llama":
+        config = transformers.LlamaConfig(**common, tie_word_embeddings=False)
+        cls = transformers.LlamaForCausalLM
+    else:
+        config = transformers.Qwen2Config(**common, tie_word_embeddings=True, rope_theta=1e6)
+        cls = transformers.Qwen2ForCausalLM
+    torch.manual_seed(7)
+    model = cls(config).eval()
+    with torch.no_grad():  # decisive random weights (see tests/runtime/tiny_models.py)
+        for name, p in model.named_parameters():
+            if "norm" in name:
+                p.uniform_(0.8, 1.2)
+            elif p.dim() == 1:
+                p.normal_(0.0, 0.05)
+            elif "embed_tokens" in name:
+                p.normal_(0.0, 1.0)
+            else:
+                p.normal_(0.0, 1.5 / p.shape[1] ** 0.5)
+    return model
+
+
+@pytest.mark.parametrize("arch, quant", [("llama", "F32"), ("llama", "Q8_0"), ("qwen2", "F32")])
+def test_tiny_gguf_matches_original_and_transformers(tmp_path, arch, quant):
+    pytest.importorskip("accelerate")  # transformers needs it to load GGUF files
+    from transformers import AutoModelForCausalLM
+
+    from runtime.engine import Engine, GenerationConfig
+
+    model = _tiny(arch)
+    path = tmp_path / f"tiny-{arch}.{quant}.gguf"
+    write_gguf(path, model, arch, quant)
+    ckpt = resolve_model(str(path), cache_dir=tmp_path / "cache")
+    manifest = read_manifest(ckpt)
+    ours = load_tensors(ckpt, manifest)
+    engine = Engine.load(ckpt, device="cpu", precision="float32")
+
+    theirs = AutoModelForCausalLM.from_pretrained(tmp_path, gguf_file=path.name, dtype=torch.float32).eval()
+    expected = hf_to_native(theirs.state_dict(), engine.config)
+    assert ours.keys() == expected.keys()
+    assert [k for k in ours if not torch.equal(ours[k], expected[k])] == []
+    if quant == "F32":  # lossless: the un-permuted q/k are the original rows
+        original = hf_to_native(model.state_dict(), engine.config)
+        assert [k for k in ours if not torch.equal(ours[k], original[k])] == []
+    assert manifest.config["tie_word_embeddings"] == (arch == "qwen2")
+    assert manifest.config["architectures"] == [{"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM"}[arch]]
+
+    prompt = [1, *engine.tokenizer.encode("def add(a, b):")]
+    got = engine.generate(prompt, GenerationConfig(max_new_tokens=12, stop_ids=frozenset()))
+    ref = theirs.generate(torch.tensor([prompt]), max_new_tokens=12, do_sample=False,
+                          eos_token_id=None, pad_token_id=0)[0, len(prompt):].tolist()
+    print(f"{arch} {quant}: {len(ours)} tensors equal; quill {got.token_ids} transformers {ref}")
+    assert got.token_ids == ref
