@@ -53,6 +53,9 @@ class QuillServer(LanguageServer):
         self.scheduler = Scheduler(self.host)
         self.acceptance = Acceptance()
         self.load_started = asyncio.Event()
+        # cleared while settings are being re-read, so a request sent after a change sees it
+        self.settings_settled = asyncio.Event()
+        self.settings_settled.set()
         self.loop: Optional[asyncio.AbstractEventLoop] = None  # pygls' loop, known from `initialize`
         self._load_key: Optional[tuple] = None
         self._shown_problems: set[str] = set()
@@ -77,6 +80,13 @@ class QuillServer(LanguageServer):
 
     async def refresh_configuration(self, pushed: Any) -> None:
         """Re-read settings (pushed with didChangeConfiguration, else pulled); reload if needed."""
+        self.settings_settled.clear()
+        try:
+            await self._refresh_configuration(pushed)
+        finally:
+            self.settings_settled.set()
+
+    async def _refresh_configuration(self, pushed: Any) -> None:
         configuration = pushed.get(CONFIG_SECTION) if isinstance(pushed, dict) else None
         if configuration is None and self._client_supports_configuration():
             try:
@@ -145,6 +155,7 @@ class QuillServer(LanguageServer):
 
     async def complete(self, uri: str, request: completion.Request) -> Optional[str]:
         """The suggestion text for `request` under the scheduler's rules (None = empty result)."""
+        await self.settings_settled.wait()
         host = self.host
         text = await self.scheduler.completion(uri, lambda job: completion.run(host, job, request))
         if text is not None:
@@ -189,6 +200,7 @@ class QuillServer(LanguageServer):
 
     async def chat(self, params: ChatParams) -> ChatResult:
         """Run one chat turn on the worker, streaming deltas, and record it in the history."""
+        await self.settings_settled.wait()
         await self.load_started.wait()
         if self.host.state == "error":
             raise QuillError(self.host.error or "The model failed to load.")
@@ -227,6 +239,8 @@ class QuillServer(LanguageServer):
         """Errors outside a request: answer garbage with ParseError, log the rest (no popups)."""
         if is_parse_error(error):
             self.protocol.send_parse_error(error)
+            log.warning("answered a message that is not JSON with ParseError (-32700): %s", error)
+            return
         log.warning("protocol error (%s): %s", getattr(source, "__name__", source), error)
 
 
