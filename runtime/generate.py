@@ -29,15 +29,16 @@ class ContextLengthError(QuillError):
 
 
 @torch.no_grad()
-def prefill(model: Transformer, tokens: Tensor, input_pos: Tensor) -> Tensor:
+def prefill(model: Transformer, tokens: Tensor, input_pos: Tensor, kv_len: int | None = None) -> Tensor:
     """tokens [B, S] at positions input_pos [S] -> logits of the last position [B, V]."""
-    return model(tokens, input_pos, last_only=True)[:, -1]
+    return model(tokens, input_pos, last_only=True, kv_len=kv_len)[:, -1]
 
 
 @torch.no_grad()
-def decode_one_token(model: Transformer, cur_token: Tensor, input_pos: Tensor) -> Tensor:
-    """cur_token [B, 1] at input_pos [1] -> logits [B, V]. Fixed shapes, no host sync."""
-    return model(cur_token, input_pos)[:, -1]
+def decode_one_token(model: Transformer, cur_token: Tensor, input_pos: Tensor, kv_len: int | None = None) -> Tensor:
+    """cur_token [B, 1] at input_pos [1] -> logits [B, V]. No host sync; with kv_len None the
+    shapes never change (what CUDA graphs need), with kv_len attention reads only that much cache."""
+    return model(cur_token, input_pos, kv_len=kv_len)[:, -1]
 
 
 class TextStream:
@@ -119,8 +120,12 @@ def generate(
     stop_ids: frozenset[int] = frozenset(),
     text: TextStream | None = None,
     should_stop: Callable[[], bool] | None = None,
+    static_decode: bool = False,
 ) -> Outcome:
-    """Generate after `prompt_ids`, whose first `start_pos` tokens are already in the cache."""
+    """Generate after `prompt_ids`, whose first `start_pos` tokens are already in the cache.
+
+    Attention reads only the filled part of the cache (positions are host ints here, so this costs
+    no sync); `static_decode` makes decode read the whole cache instead, for CUDA graphs."""
     check_fits(model, len(prompt_ids))
     text = text or TextStream(None, (), None)
     cancelled = should_stop or (lambda: False)
@@ -131,7 +136,7 @@ def generate(
     device = model.tok_embeddings.weight.device
     n_prompt = len(prompt_ids)
     tokens = torch.tensor([prompt_ids[start_pos:]], dtype=torch.long, device=device)  # [1, S]
-    logits = prefill(model, tokens, torch.arange(start_pos, n_prompt, device=device))
+    logits = prefill(model, tokens, torch.arange(start_pos, n_prompt, device=device), kv_len=n_prompt)
     out.computed_tokens = n_prompt - start_pos
     out.cached_ids = list(prompt_ids)
     # Token n (0-based) is fed at position n_prompt + n to produce token n + 1; the last token
@@ -153,7 +158,8 @@ def generate(
         if cancelled():
             out.finish_reason = "cancelled"
             break
-        logits = decode_one_token(model, next_token.view(1, 1), input_pos)
+        kv_len = None if static_decode else n_prompt + len(out.token_ids)
+        logits = decode_one_token(model, next_token.view(1, 1), input_pos, kv_len)
         out.cached_ids.append(token_id)
         input_pos += 1
     out.text = text.finish()

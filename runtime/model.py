@@ -67,7 +67,9 @@ class Attention(nn.Module):
         self.kv_cache: KVCache | None = None
         self.dml = None
 
-    def forward(self, x: Tensor, cos: Tensor, sin: Tensor, mask: Tensor, input_pos: Tensor) -> Tensor:
+    def forward(
+        self, x: Tensor, cos: Tensor, sin: Tensor, mask: Tensor, input_pos: Tensor, kv_len: int | None = None
+    ) -> Tensor:
         bsz, seqlen, _ = x.shape  # [B, S, D]
         q, k, v = self.wqkv(x).split(self.split, dim=-1)
         q = q.view(bsz, seqlen, self.n_head, self.head_dim).transpose(1, 2)  # [B, H, S, Dh]
@@ -81,6 +83,8 @@ class Attention(nn.Module):
             k = apply_rotary_emb(k, cos, sin)
 
         k, v = self.kv_cache.update(input_pos, k, v)  # [B, KVH, S_max, Dh]
+        if kv_len is not None:
+            k, v = k[:, :, :kv_len], v[:, :, :kv_len]  # [B, KVH, kv_len, Dh]
         y = self._attend(q, k, v, mask, input_pos)  # [B, S, H * Dh]
         return self.wo(y)
 
@@ -144,11 +148,13 @@ class TransformerBlock(nn.Module):
             self.feed_forward = FeedForward(config)
             self.ffn_norm = _norm(config)
 
-    def forward(self, x: Tensor, cos: Tensor, sin: Tensor, mask: Tensor, input_pos: Tensor) -> Tensor:
+    def forward(
+        self, x: Tensor, cos: Tensor, sin: Tensor, mask: Tensor, input_pos: Tensor, kv_len: int | None = None
+    ) -> Tensor:
         h = self.attention_norm(x)
         if self.parallel:
-            return x + self.attention(h, cos, sin, mask, input_pos) + self.feed_forward(h)
-        x = x + self.attention(h, cos, sin, mask, input_pos)
+            return x + self.attention(h, cos, sin, mask, input_pos, kv_len) + self.feed_forward(h)
+        x = x + self.attention(h, cos, sin, mask, input_pos, kv_len)
         return x + self.feed_forward(self.ffn_norm(x))
 
 
@@ -190,10 +196,10 @@ class Transformer(nn.Module):
             if isinstance(module, (RMSNorm, Attention)):
                 module.dml = ops
 
-    def _masks(self, input_pos: Tensor) -> dict[int | None, Tensor]:
-        """Boolean masks [1, 1, S, S_max]: causal, and causal within each sliding window W."""
+    def _masks(self, input_pos: Tensor, kv_len: int | None) -> dict[int | None, Tensor]:
+        """Boolean masks [1, 1, S, S_kv]: causal, and causal within each sliding window W."""
         q_pos = input_pos[:, None]  # [S, 1]
-        kv_pos = self.kv_positions[None, :]  # [1, S_max]
+        kv_pos = self.kv_positions[None, :kv_len]  # [1, S_kv]
         causal = kv_pos <= q_pos
         masks = {None: causal[None, None]}
         for w in self.windows:
@@ -201,19 +207,25 @@ class Transformer(nn.Module):
             masks[w] = (causal & (kv_pos > q_pos - w))[None, None]
         return masks
 
-    def forward(self, idx: Tensor, input_pos: Tensor, *, last_only: bool = False) -> Tensor:
+    def forward(
+        self, idx: Tensor, input_pos: Tensor, *, last_only: bool = False, kv_len: int | None = None
+    ) -> Tensor:
         """idx [B, S] token ids written at positions input_pos [S]; returns logits [B, S, V]
-        ([B, 1, V] with `last_only`, which prefill uses to skip the rest of the vocab projection)."""
+        ([B, 1, V] with `last_only`, which prefill uses to skip the rest of the vocab projection).
+
+        `kv_len` (a host int > every position in input_pos) limits attention to the first kv_len
+        cache entries instead of all S_max: less work, but shapes that change from call to call.
+        Leave it None for fixed shapes (CUDA graphs)."""
         if self.max_seq_length < 0:
             raise RuntimeError("call setup_caches() before forward()")
-        masks = self._masks(input_pos)
+        masks = self._masks(input_pos, kv_len)
         if self.dml is not None and self.dml.rotary is not None:
             cos, sin = self.rope_cos, self.rope_sin  # the fused kernel indexes them itself
         else:
             cos, sin = self.rope_cos[input_pos], self.rope_sin[input_pos]  # [S, rope_dim]
         x = self.tok_embeddings(idx)  # [B, S, D]
         for layer in self.layers:
-            x = layer(x, cos, sin, masks[layer.attention.window], input_pos)
+            x = layer(x, cos, sin, masks[layer.attention.window], input_pos, kv_len)
         if last_only:
             x = x[:, -1:]
         x = self.norm(x)

@@ -86,14 +86,18 @@ def test_cached_decode_equals_full_forward(pair):
     fresh = _native(hf_model, config, full_seq.shape[1])
     ours_full = fresh(full_seq, torch.arange(full_seq.shape[1]))[0]
 
-    step_logits = [prefill(model, ids, torch.arange(PROMPT_LEN))[0]]
-    for pos in range(PROMPT_LEN, full_seq.shape[1] - 1):
-        step_logits.append(decode_one_token(model, full_seq[:, pos : pos + 1], torch.tensor([pos]))[0])
-    steps = torch.stack(step_logits)  # logits for positions PROMPT_LEN-1 .. S_total-2
-    against_ours = (steps - ours_full[PROMPT_LEN - 1 : -1]).abs().max().item()
-    against_hf = (steps - hf_full[PROMPT_LEN - 1 : -1]).abs().max().item()
-    print(f"{name}: {len(step_logits)} cached steps, max diff vs own full pass {against_ours:.2e}, vs HF {against_hf:.2e}")
-    assert against_ours < ATOL and against_hf < ATOL
+    for static in (True, False):  # whole static cache under a mask, or only its filled part
+        kv = (lambda end: None) if static else (lambda end: end)
+        step_logits = [prefill(model, ids, torch.arange(PROMPT_LEN), kv(PROMPT_LEN))[0]]
+        for pos in range(PROMPT_LEN, full_seq.shape[1] - 1):
+            token = full_seq[:, pos : pos + 1]
+            step_logits.append(decode_one_token(model, token, torch.tensor([pos]), kv(pos + 1))[0])
+        steps = torch.stack(step_logits)  # logits for positions PROMPT_LEN-1 .. S_total-2
+        against_ours = (steps - ours_full[PROMPT_LEN - 1 : -1]).abs().max().item()
+        against_hf = (steps - hf_full[PROMPT_LEN - 1 : -1]).abs().max().item()
+        print(f"{name}: {len(step_logits)} cached steps ({'static' if static else 'kv_len'}), "
+              f"max diff vs own full pass {against_ours:.2e}, vs HF {against_hf:.2e}")
+        assert against_ours < ATOL and against_hf < ATOL
 
 
 @torch.no_grad()
