@@ -58,9 +58,9 @@ def _is_network_error(err: BaseException) -> bool:
 
 
 def _hub_error(repo_id: str, err: Exception) -> Exception:
-    from huggingface_hub import errors
+    from huggingface_hub import constants, errors
 
-    page = f"https://huggingface.co/{repo_id}"
+    page = f"{constants.ENDPOINT.rstrip('/')}/{repo_id}"
     if isinstance(err, errors.GatedRepoError) or getattr(
         getattr(err, "response", None), "status_code", None
     ) in (401, 403):
