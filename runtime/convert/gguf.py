@@ -155,7 +155,8 @@ def read_gguf_tensors(
             w = quants.dequantize(t.data, t.tensor_type)
         except Exception as err:
             raise CheckpointError(f"GGUF tensor {t.name} cannot be dequantized ({err}).") from err
-        w = np.asarray(w, dtype=np.float32).reshape(list(reversed([int(d) for d in t.shape])))
+        # np.array copies: F32 tensors would otherwise be read-only views of the memory map.
+        w = np.array(w, dtype=np.float32).reshape(list(reversed([int(d) for d in t.shape])))
         kind = t.name.split(".")[2] if t.name.startswith("blk.") else ""
         if permuted and kind in heads:
             w = _unpermute(w, int(heads[kind]))
