@@ -46,6 +46,12 @@ def nvim() -> Path:
     return path
 
 
+def server_command() -> list[str]:
+    """`quill serve`, the plugin's default command, from this interpreter's environment."""
+    script = Path(sys.executable).parent / "quill"
+    return [str(script), "serve"] if script.exists() else [sys.executable, "-m", "lsp_server"]
+
+
 def model_cache(request, tmp_path_factory) -> Path:
     """The e2e session's model cache when tests/e2e/conftest.py offers one, else our own.
 
@@ -69,7 +75,7 @@ def quill_env(request, tmp_path_factory) -> dict:
     env.update(
         QUILL_CACHE_DIR=str(model_cache(request, tmp_path_factory)),
         QUILL_DATA_DIR=str(root / "data"),
-        QUILL_E2E_CMD=json.dumps([sys.executable, "-m", "lsp_server"]),
+        QUILL_E2E_CMD=json.dumps(server_command()),
         QUILL_E2E_SETTINGS=json.dumps(
             {"model": str(smollm2_gguf()), "device": "cpu",
              "completion": {"maxTokens": 24}, "chat": {"maxTokens": 48}}
