@@ -2,7 +2,8 @@
 
 The DirectML sample downloaded whole repos (Mistral's `.bin` and `.safetensors` copies: 29 GB for
 a 14 GB model). Quill takes only top-level files: the safetensors weights (or the PyTorch `.bin`
-weights when a repo has no safetensors), the configs and the tokenizer files. Sub-folders
+weights when a repo has no safetensors, or a gpt-fast `model.pth` when it has neither), the
+configs and the tokenizer files. Sub-folders
 (`original/`, `onnx/`, ...), images, GGUF, ONNX, Flax and TF files are never selected.
 """
 
@@ -30,6 +31,7 @@ BASE_TOKENIZER_FILES = (
 
 SAFETENSORS_INDEX = "model.safetensors.index.json"
 BIN_INDEX = "pytorch_model.bin.index.json"
+GPTFAST_WEIGHTS = "model.pth"
 _SAFETENSORS = re.compile(r"^model(-\d+-of-\d+)?\.safetensors$")
 _BIN = re.compile(r"^pytorch_model(-\d+-of-\d+)?\.bin$")
 
@@ -41,12 +43,15 @@ def tokenizer_file_names() -> tuple[str, ...]:
 
 
 def weight_format(filenames: Iterable[str]) -> str | None:
-    """"safetensors" if the repo has HF safetensors weights, else "bin" if it has `.bin`."""
+    """"safetensors" if the repo has HF safetensors weights, else "bin" if it has `.bin`, else
+    "pth" for a gpt-fast / DirectML-sample `model.pth` (the hub's `-pytdml` repos)."""
     names = set(filenames)
     if SAFETENSORS_INDEX in names or any(_SAFETENSORS.match(n) for n in names):
         return "safetensors"
     if BIN_INDEX in names or any(_BIN.match(n) for n in names):
         return "bin"
+    if GPTFAST_WEIGHTS in names:
+        return "pth"
     return None
 
 
@@ -58,6 +63,8 @@ def select_files(filenames: Iterable[str]) -> list[str]:
         weights = [n for n in names if _SAFETENSORS.match(n) or n == SAFETENSORS_INDEX]
     elif fmt == "bin":
         weights = [n for n in names if _BIN.match(n) or n == BIN_INDEX]
+    elif fmt == "pth":
+        weights = [GPTFAST_WEIGHTS]
     else:
         weights = []
     wanted = set(CONFIG_FILES) | set(tokenizer_file_names())

@@ -183,8 +183,11 @@ def find_model_dir(ref: str, cache: Path) -> Path | None:
     """The cache folder that `ref` (alias, repo id, local path or folder name) converts into."""
     root = models_dir(cache)
     candidates = []
-    if Path(ref).expanduser().exists():
-        candidates.append(local_model_name(Path(ref)))
+    path = Path(ref).expanduser()
+    if path.exists():
+        candidates.append(local_model_name(path))
+        if (path / "model.pth").is_file():  # a folder stands for the model.pth in it
+            candidates.append(local_model_name(path / "model.pth"))
     parsed = parse_repo_ref(ref)
     if parsed:
         candidates.append(hub_model_name(*parsed))

@@ -41,10 +41,14 @@ def _fingerprint(path: Path) -> str:
 
 
 def _local_kind(path: Path) -> tuple[str, Path]:
-    if path.is_dir() and (path / "config.json").is_file() and not (path / "model.pth").is_file():
-        return "hf-dir", path
-    if path.is_dir() and (path / "model.pth").is_file():
-        return "pth", path / "model.pth"
+    if path.is_dir():
+        from ..convert.hf_files import GPTFAST_WEIGHTS, weight_format
+
+        fmt = weight_format(p.name for p in path.iterdir())
+        if fmt == "pth":
+            return "pth", path / GPTFAST_WEIGHTS
+        if (path / "config.json").is_file():  # weights missing is the converter's error
+            return "hf-dir", path
     if path.is_file() and path.suffix.lower() == ".gguf":
         return "gguf", path
     if path.is_file() and path.suffix.lower() in (".pth", ".pt"):
@@ -159,7 +163,8 @@ def _ensure(cache: Path, name: str, convert: Callable, *, source_revision: str |
 
 
 def _convert_from_hub(repo_id, revision, target, work, cache, progress, reserve_bytes) -> None:
-    from ..convert import convert_gguf, convert_hf_dir
+    from ..convert import convert_gguf, convert_hf_dir, convert_pth
+    from ..convert.hf_files import GPTFAST_WEIGHTS, weight_format
     from .default_model import EMBEDDED_REPO, GGUF_SHA256, SOURCE_REF, fetch_default_gguf
     from .download import HubUnreachable, cached_snapshot, download_snapshot, hub_offline
 
@@ -176,8 +181,12 @@ def _convert_from_hub(repo_id, revision, target, work, cache, progress, reserve_
     meta = {"repo_id": repo_id, "requested_revision": revision}
     if snapshot is not None:
         source = {"kind": "hf", "ref": repo_id, "revision": snapshot.revision, **meta}
-        convert_hf_dir(snapshot.path, target, source=source, progress=progress,
-                       reserve_bytes=reserve_bytes)
+        if weight_format(snapshot.files) == "pth":  # a -pytdml repo: gpt-fast model.pth
+            convert_pth(snapshot.path / GPTFAST_WEIGHTS, target, source=source,
+                        progress=progress, reserve_bytes=reserve_bytes)
+        else:
+            convert_hf_dir(snapshot.path, target, source=source, progress=progress,
+                           reserve_bytes=reserve_bytes)
     elif repo_id.lower() == EMBEDDED_REPO.lower() and revision is None:
         gguf = fetch_default_gguf(cache, why=why, progress=progress, reserve_bytes=reserve_bytes)
         source = {"kind": "gguf", "ref": SOURCE_REF, "revision": GGUF_SHA256, **meta}

@@ -129,3 +129,18 @@ def test_revision_and_bin_only_folder(tmp_path, hf_home):
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     assert read_manifest(from_bin).source["kind"] == "hf-dir"
     print(f"{len(a)} native tensors identical from .safetensors and .bin")
+
+
+def test_an_edited_local_source_is_converted_again(tmp_path):
+    src = tiny_llama_dir(tmp_path / "src", seed=2)
+    cache = tmp_path / "quill"
+    first = resolve_model(str(src), cache_dir=cache)
+    before = read_manifest(first).source["revision"]
+    assert resolve_model(str(src), cache_dir=cache) == first  # unchanged: reused
+    tiny_llama_dir(src, seed=4)  # the user re-saves different weights into the same folder
+    second = resolve_model(str(src), cache_dir=cache)
+    assert second == first and read_manifest(second).source["revision"] != before
+    model, _ = tiny_llama(4)
+    emb = load_tensors(second, read_manifest(second))["tok_embeddings.weight"]
+    assert torch.equal(emb, model.state_dict()["model.embed_tokens.weight"])
+    assert [p.name for p in (cache / "models").iterdir()] == [first.name]

@@ -167,3 +167,29 @@ def test_gated_missing_and_no_disk(hub, tmp_path):
     assert f"needs {format_bytes(needed)}" in no_disk.stdout and "to download" in no_disk.stdout
     assert not [p for m, p, _ in FakeHub.log if m == "GET" and "/resolve/" in p]  # checked first
     assert not list((tmp_path / "hf").rglob("*.incomplete")) and not list((tmp_path / "hf").rglob("blobs/*"))
+
+
+def test_pytdml_repo_with_a_gptfast_model_pth(hub, tmp_path):
+    """A hub repo that holds only a gpt-fast `model.pth` (the DirectML sample's `-pytdml`
+    repos) with its config and tokenizer is fetched and converted through `convert_pth`."""
+    import io
+
+    import torch
+
+    from tests.runtime.test_convert_pth import gptfast_state_dict
+    from tests.runtime.test_store_fixtures import tiny_llama
+
+    model, _ = tiny_llama(0)
+    buf = io.BytesIO()
+    torch.save(gptfast_state_dict(model), buf)
+    tiny = FakeHub.repos["quill-test/tiny"]
+    FakeHub.repos["quill-test/tiny-pytdml"] = {
+        "model.pth": buf.getvalue(), "config.json": tiny["config.json"],
+        "tokenizer.model": tiny["tokenizer.model"], "README.md": b"# pytdml", "logo.png": b"x",
+    }
+    pulled = _quill(hub, tmp_path, "pull", "quill-test/tiny-pytdml")
+    assert pulled.returncode == 0
+    fetched = sorted(p.rsplit("/", 1)[-1] for m, p, _ in FakeHub.log if m == "GET" and "/resolve/" in p)
+    assert fetched == ["config.json", "model.pth", "tokenizer.model"]
+    ckpt = tmp_path / "cache" / "models" / "quill-test--tiny-pytdml"
+    assert read_manifest(ckpt).source["revision"] == SHA
