@@ -17,7 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from .errors import UnsupportedArchitectureError
+from .errors import CheckpointError, UnsupportedArchitectureError
 
 # HF class name -> (family, model_type)
 SUPPORTED_ARCHITECTURES: dict[str, tuple[str, str]] = {
@@ -88,7 +88,19 @@ class ModelConfig:
 
     @classmethod
     def from_hf_config(cls, cfg: Mapping[str, Any]) -> "ModelConfig":
+        """Read a Hugging Face config.json dict; raise `UnsupportedArchitectureError` for models the
+        runtime does not implement and `CheckpointError` for a config that lacks required keys."""
         architecture, family = _architecture(cfg)
+        try:
+            return cls._from_hf_config(cfg, architecture, family)
+        except (KeyError, TypeError, ValueError, ZeroDivisionError) as err:
+            raise CheckpointError(
+                f"The model's config.json is incomplete or malformed ({type(err).__name__}: {err}). "
+                "Download or convert the model again."
+            ) from err
+
+    @classmethod
+    def _from_hf_config(cls, cfg: Mapping[str, Any], architecture: str, family: str) -> "ModelConfig":
         n_head = int(cfg["num_attention_heads"])
         dim = int(cfg["hidden_size"])
         head_dim = int(cfg.get("head_dim") or dim // n_head)

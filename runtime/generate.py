@@ -28,17 +28,22 @@ class ContextLengthError(QuillError):
     """The prompt does not fit the model's context (the KV cache)."""
 
 
+def _forward(model, idx: Tensor, input_pos: Tensor, kv_len: int | None, **kw) -> Tensor:
+    # Wrappers with fixed shapes (runtime.compile) take no kv_len; pass it only when set.
+    return model(idx, input_pos, **kw) if kv_len is None else model(idx, input_pos, kv_len=kv_len, **kw)
+
+
 @torch.no_grad()
 def prefill(model: Transformer, tokens: Tensor, input_pos: Tensor, kv_len: int | None = None) -> Tensor:
     """tokens [B, S] at positions input_pos [S] -> logits of the last position [B, V]."""
-    return model(tokens, input_pos, last_only=True, kv_len=kv_len)[:, -1]
+    return _forward(model, tokens, input_pos, kv_len, last_only=True)[:, -1]
 
 
 @torch.no_grad()
 def decode_one_token(model: Transformer, cur_token: Tensor, input_pos: Tensor, kv_len: int | None = None) -> Tensor:
     """cur_token [B, 1] at input_pos [1] -> logits [B, V]. No host sync; with kv_len None the
     shapes never change (what CUDA graphs need), with kv_len attention reads only that much cache."""
-    return model(cur_token, input_pos, kv_len=kv_len)[:, -1]
+    return _forward(model, cur_token, input_pos, kv_len)[:, -1]
 
 
 class TextStream:
@@ -124,8 +129,9 @@ def generate(
 ) -> Outcome:
     """Generate after `prompt_ids`, whose first `start_pos` tokens are already in the cache.
 
-    Attention reads only the filled part of the cache (positions are host ints here, so this costs
-    no sync); `static_decode` makes decode read the whole cache instead, for CUDA graphs."""
+    With the plain `Transformer`, attention reads only the filled part of the cache (positions are
+    host ints here, so this costs no sync). `static_decode`, or a wrapper model such as
+    `runtime.compile.CompiledModel`, keeps shapes fixed: attention reads the whole cache."""
     check_fits(model, len(prompt_ids))
     text = text or TextStream(None, (), None)
     cancelled = should_stop or (lambda: False)
@@ -136,7 +142,8 @@ def generate(
     device = model.tok_embeddings.weight.device
     n_prompt = len(prompt_ids)
     tokens = torch.tensor([prompt_ids[start_pos:]], dtype=torch.long, device=device)  # [1, S]
-    logits = prefill(model, tokens, torch.arange(start_pos, n_prompt, device=device), kv_len=n_prompt)
+    sized = isinstance(model, Transformer) and not static_decode
+    logits = prefill(model, tokens, torch.arange(start_pos, n_prompt, device=device), n_prompt if sized else None)
     out.computed_tokens = n_prompt - start_pos
     out.cached_ids = list(prompt_ids)
     # Token n (0-based) is fed at position n_prompt + n to produce token n + 1; the last token
@@ -158,7 +165,7 @@ def generate(
         if cancelled():
             out.finish_reason = "cancelled"
             break
-        kv_len = None if static_decode else n_prompt + len(out.token_ids)
+        kv_len = n_prompt + len(out.token_ids) if sized else None
         logits = decode_one_token(model, next_token.view(1, 1), input_pos, kv_len)
         out.cached_ids.append(token_id)
         input_pos += 1

@@ -175,6 +175,15 @@ def test_unsupported_architecture_lists_the_supported_ones():
         ModelConfig.from_hf_config(longrope)
 
 
+def test_malformed_config_is_a_checkpoint_error():
+    from runtime.errors import CheckpointError
+
+    cfg = dict(tiny_hf_model("llama2")[1])
+    del cfg["num_attention_heads"]
+    with pytest.raises(CheckpointError, match="num_attention_heads"):
+        ModelConfig.from_hf_config(cfg)
+
+
 def test_classic_config_json_keys_are_read():
     """Hub config.json files predate transformers 5's rope_parameters."""
     phi2 = {"architectures": ["PhiForCausalLM"], "model_type": "phi", "vocab_size": 51200, "hidden_size": 2560,
