@@ -1,9 +1,10 @@
 """`quill serve`: run the language server over stdio.
 
-stdout carries the protocol and nothing else: logging goes to stderr, and records of the `quill`
-and `lsp_server` loggers are also sent to the editor as `window/logMessage` (from any thread, via
-the event loop). Anything else that prints to stdout (a library's stray `print`) is redirected to
-stderr before the server starts, while the protocol writes to the real stdout's buffer.
+stdout carries the protocol and nothing else: logging goes to stderr, and records of the `quill`,
+`lsp_server` and `runtime` loggers are also sent to the editor as `window/logMessage` (from any
+thread, via the event loop). File descriptor 1 itself is pointed at stderr before the server
+starts, so a library's stray `print` (or a C extension's write) cannot corrupt the protocol,
+which goes out through a private duplicate of the original stdout.
 """
 
 from __future__ import annotations
@@ -61,8 +62,12 @@ def run(args: argparse.Namespace) -> int:
     from lsp_server import settings
     from lsp_server.server import server
 
-    protocol_out = sys.stdout.buffer
-    sys.stdout = sys.stderr  # nothing but the protocol may reach the real stdout
+    # nothing but the protocol may reach stdout: keep a private handle on it for pygls and point
+    # file descriptor 1 (and sys.stdout) at stderr, so stray writes, even from C code, go there
+    sys.stdout.flush()
+    protocol_out = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
     logging.basicConfig(
         level=os.environ.get("QUILL_LOG_LEVEL", "INFO").upper(),
         stream=sys.stderr,
