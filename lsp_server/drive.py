@@ -10,6 +10,7 @@ timings and the server's messages go to stderr (except for `try`, whose report i
 from __future__ import annotations
 
 import asyncio
+import collections
 import sys
 import tempfile
 import time
@@ -22,21 +23,14 @@ from pygls.lsp.client import LanguageClient
 
 from lsp_server import protocol
 
-SAMPLE_NAME = "fibonacci.py"
-SAMPLE = '''import functools
+SAMPLE_NAME = "files.py"
+SAMPLE = """import os
 
 
-@functools.cache
-def fibonacci(n: int) -> int:
-    """Return the n-th Fibonacci number."""
-    if n < 2:
-        return n
-    return fibonacci(n - 1) + fibonacci(n - 2)
-
-
-def is_prime(n: int) -> bool:
-    """Whether n is a prime number."""
-    '''
+def list_python_files(folder):
+    
+"""
+SAMPLE_CURSOR = (4, 4)  # the empty, indented body of list_python_files
 CAPABILITIES = types.ClientCapabilities(
     workspace=types.WorkspaceClientCapabilities(configuration=True),
     window=types.WindowClientCapabilities(work_done_progress=True),
@@ -54,6 +48,8 @@ class Session:
         self.loaded = asyncio.Event()
         self.load_message = ""
         self.on_delta, self.on_progress = on_delta, on_progress
+        self.stderr_tail: collections.deque[str] = collections.deque(maxlen=40)
+        self._phase = ""
         self._register()
 
     def _register(self) -> None:
@@ -76,7 +72,11 @@ class Session:
                 self.load_message = value.get("message", "")
                 self.loaded.set()
             elif value.get("kind") in ("begin", "report"):
-                self.on_progress(value.get("title") or value.get("message") or "")
+                text = value.get("title") or value.get("message") or ""
+                phase = text.split(" ", 1)[0]
+                if phase != self._phase:  # one line per phase, not one per report
+                    self._phase = phase
+                    self.on_progress(text)
 
         @client.feature(types.WINDOW_SHOW_MESSAGE)
         def show(params: types.ShowMessageParams):
@@ -87,12 +87,27 @@ class Session:
             pass
 
     async def start(self, flags: list[str], workspace: Path) -> None:
-        await self.client.start_io(sys.executable, "-m", "lsp_server", *flags)
+        # -P: a folder named like a package in the current directory must not shadow ours
+        isolate = ["-P"] if sys.version_info >= (3, 11) else []
+        await self.client.start_io(sys.executable, *isolate, "-m", "lsp_server", *flags)
+        # the server logs to stderr: drain it (a full pipe would block the server), keep the tail
+        self._stderr_task = asyncio.ensure_future(self._drain_stderr())
         folder = types.WorkspaceFolder(uri=workspace.as_uri(), name=workspace.name)
-        await self.client.initialize_async(
-            types.InitializeParams(capabilities=CAPABILITIES, workspace_folders=[folder], root_uri=folder.uri)
-        )
+        try:
+            await self.client.initialize_async(
+                types.InitializeParams(capabilities=CAPABILITIES, workspace_folders=[folder], root_uri=folder.uri)
+            )
+        except Exception:
+            await asyncio.wait([self._stderr_task], timeout=5)
+            print("quill: the server failed to start; its last log lines:", file=sys.stderr)
+            print("".join(self.stderr_tail), file=sys.stderr)
+            raise
         self.client.initialized(types.InitializedParams())
+
+    async def _drain_stderr(self) -> None:
+        stream = self.client._server.stderr
+        while line := await stream.readline():
+            self.stderr_tail.append(line.decode("utf-8", "replace"))
 
     async def wait_ready(self) -> dict:
         await self.loaded.wait()
@@ -194,8 +209,7 @@ async def _try_steps(session: Session, workspace: Path, message: str, started: f
     path.write_text(SAMPLE, encoding="utf-8")
     uri = path.as_uri()
     session.open(uri, SAMPLE)
-    lines = SAMPLE.split("\n")
-    line, character = len(lines) - 1, len(lines[-1])
+    line, character = SAMPLE_CURSOR
     print(f"\nopened {SAMPLE_NAME}; inline completion at line {line + 1}, column {character + 1}:")
     t = time.perf_counter()
     text = await session.inline_completion(uri, line, character)

@@ -25,7 +25,6 @@ from pytest_lsp.client import DEFAULT_CLIENT_FEATURES, register_lsp_features
 
 from tests.assets import smollm2_gguf
 
-pytestmark = pytest.mark.slow
 CLIENTS = ["visual_studio_code", "neovim"]
 
 

@@ -10,6 +10,8 @@ from pygls.exceptions import JsonRpcRequestCancelled
 
 from tests.e2e.conftest import inline_params, open_document, print_numbers
 
+pytestmark = pytest.mark.slow  # real weights, real server processes
+
 SOURCE = "import os\n\n\ndef list_python_files(folder):\n    "
 
 

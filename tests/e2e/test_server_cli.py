@@ -6,11 +6,15 @@ a newcomer reads. The model is the session's converted SmolLM2 (QUILL_CACHE_DIR)
 
 from __future__ import annotations
 
+import pytest
+
 import os
 import subprocess
 import sys
 
 from tests.e2e.conftest import print_numbers
+
+pytestmark = pytest.mark.slow  # real weights, real server processes
 
 
 def quill(args: list[str], env: dict, stdin: str | None = None) -> subprocess.CompletedProcess:

@@ -12,6 +12,8 @@ from lsprotocol import types
 
 from tests.e2e.conftest import CLIENTS, inline_params, open_document, print_numbers
 
+pytestmark = pytest.mark.slow  # real weights, real server processes
+
 SOURCE = """import os
 
 

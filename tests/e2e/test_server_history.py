@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 import asyncio
 import os
 import signal
@@ -10,6 +12,8 @@ import sqlite3
 from lsprotocol import types
 
 from tests.e2e.conftest import print_numbers, quill_server
+
+pytestmark = pytest.mark.slow  # real weights, real server processes
 
 INIT = {"chat": {"maxTokens": 12}}
 
