@@ -95,3 +95,19 @@ async def test_sigkill_during_a_streamed_reply_keeps_every_completed_turn(
         # and it keeps working: a new turn is appended after the old ones
         await chat(revived, "Again?")
         assert len((await revived.request("quill/history", {}))["turns"]) == 4
+
+
+async def test_two_servers_on_one_workspace_keep_each_others_turns(first_use, session_cache, workspace, data_dir, model_path):
+    init = {"model": model_path, "chat": {"maxTokens": 4}}
+    async with quill_server(workspace, session_cache, data_dir, init=init) as a, \
+            quill_server(workspace, session_cache, data_dir, init=init) as b:
+        await asyncio.gather(a.wait_loaded(), b.wait_loaded())
+        # both write while the other is open (and, here, at the same time)
+        await asyncio.gather(chat(a, "From A, one."), chat(b, "From B, one."))
+        await asyncio.gather(chat(a, "From A, two."), chat(b, "From B, two."))
+        seen_by_a = (await a.request("quill/history", {}))["turns"]
+        seen_by_b = (await b.request("quill/history", {}))["turns"]
+    users = sorted(t["content"] for t in seen_by_a if t["role"] == "user")
+    print_numbers(turns=len(seen_by_a))
+    assert users == ["From A, one.", "From A, two.", "From B, one.", "From B, two."]
+    assert seen_by_a == seen_by_b and len(seen_by_a) == 8

@@ -49,3 +49,30 @@ def test_unheal_moves_a_next_line_answer_onto_the_cursor_line():
     assert unheal("return 1", "    ") == "return 1"
     assert unheal("\nreturn 1", "    ") == "\nreturn 1"
     assert unheal("\n    x", "foo(") == "\n    x"  # only for a blank, indented cursor line
+
+
+def test_prompt_ids_with_real_tokenizers():
+    """Prefix continuation (SmolLM2's vocabulary has no FIM tokens) and FIM (Qwen's has)."""
+    from lsp_server.completion_prompt import build_completion_prompt
+    from runtime.prompts import detect_fim
+    from runtime.tokenizer import load_tokenizer
+    from tests.assets import qwen3_tokenizer_dir, smollm2_gguf
+
+    text = "import os\n\n" + "x = 1\n" * 2000 + "def f(folder):\n    \nprint(f('.'))\n"
+    line = text.count("\n") - 2
+    window = cursor_window(text, line, 4, max_chars=8 * 256)
+
+    smol = load_tokenizer(smollm2_gguf())
+    assert detect_fim(smol) is None
+    prompt = build_completion_prompt(smol, None, window, 256, "python")
+    assert smol.decode(prompt.ids).startswith("```python\n")
+    assert smol.decode(prompt.ids).endswith("def f(folder):\n    ")
+    assert prompt.prefix_tokens == 256 and prompt.stop_strings == ("```",)
+
+    qwen = load_tokenizer(qwen3_tokenizer_dir())
+    fim = detect_fim(qwen)
+    assert fim is not None
+    prompt = build_completion_prompt(qwen, fim, window, 256, "python")
+    assert prompt.fim and prompt.prefix_tokens == 192 and 0 < prompt.suffix_tokens <= 64
+    assert prompt.ids[0] == fim.prefix_id and prompt.ids[-1] == fim.middle_id
+    assert fim.suffix_id in prompt.ids and prompt.stop_ids >= fim.stop_ids
