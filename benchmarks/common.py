@@ -173,8 +173,13 @@ def random_hf_model(shape: dict, device: str, dtype: torch.dtype, seed: int = 0)
     config = hf_config(shape)
     cls = getattr(transformers, shape["architectures"][0])
     torch.manual_seed(seed)
-    with torch.device(device):
-        model = cls(config).to(dtype).eval().requires_grad_(False)
+    default = torch.get_default_dtype()
+    torch.set_default_dtype(dtype)  # built in bf16 directly: no float32 copy of a 7B model
+    try:
+        with torch.device(device):
+            model = cls(config).to(dtype).eval().requires_grad_(False)
+    finally:
+        torch.set_default_dtype(default)
     model.generation_config.eos_token_id = None  # fixed output lengths: never stop early
     model.generation_config.pad_token_id = 0
     return model

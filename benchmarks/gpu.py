@@ -44,6 +44,7 @@ from runtime.quantize import quantize_int8, weight_bytes  # noqa: E402
 
 MAX_SEQ = 2048  # Quill's KV cache and HF's static cache: fits every workload (typing: 1,752)
 ORDER = ["parity", "completion", "chat", "typing"]  # most wanted first
+ENGINES = ("quill-bf16", "hf-static", "hf-eager", "quill-int8", "start")
 
 
 def measure_copy_bandwidth(device: str, nbytes: int = 1 << 30, reps: int = 20) -> dict:
@@ -128,15 +129,17 @@ def run_model(log: ResultLog, name: str, args, deadline: float, copy_gbps: float
         return
     wbytes, kvbytes = entry["weight_bytes"], entry["kv_bytes_per_step"]
     with stage("quill-bf16/compile", "quill-compile") as r:
-        if r is not None:
+        if r is not None and "quill-bf16" in args.engines:
             eng = state["quill"]
-            eng.model = compile_model(eng.model, compile_prefill=True)
+            eng.model = compile_model(eng.model, compile_prefill=args.prefill == "compiled")
             parity = scaled(WORKLOADS["parity"], 1 / 16) if args.tiny else WORKLOADS["parity"]
             r["first_call_s"] = first_call(eng, parity)  # decode + the 16-token prefill bucket
             entry["first_call_in_process_s"] = r["first_call_s"]
     runners = {}
     for wl in workloads_for(args):
         for engine_name in ("quill-bf16", "hf-static", "hf-eager"):
+            if engine_name not in args.engines:
+                continue
             if engine_name == "hf-eager" and wl.name == "typing":
                 continue  # 20 x 64 tokens at eager speed costs more than it tells
             key = "quill" if engine_name == "quill-bf16" else engine_name
@@ -163,6 +166,7 @@ def run_model(log: ResultLog, name: str, args, deadline: float, copy_gbps: float
     runners.clear()
     run_int8(log, name, args, state, entry, deadline, need, copy_gbps)
     state.clear()
+    torch._dynamo.reset()  # drop this model's graphs (and their CUDA graph pools)
     gc.collect()
     if dev.startswith("cuda"):
         torch.cuda.empty_cache()
@@ -170,7 +174,7 @@ def run_model(log: ResultLog, name: str, args, deadline: float, copy_gbps: float
 
 
 def run_int8(log, name, args, state, entry, deadline, need, copy_gbps) -> None:
-    if not args.int8:
+    if "quill-int8" not in args.engines:
         return
     with log.stage(f"{name}/quill-int8/compile", need_s=need["int8"], deadline=deadline) as r:
         if r is None:
@@ -179,7 +183,7 @@ def run_int8(log, name, args, state, entry, deadline, need, copy_gbps) -> None:
         plain = getattr(eng.model, "model", eng.model)  # unwrap the bf16 CompiledModel
         quantize_int8(plain)
         entry["int8_weight_bytes"] = weight_bytes(plain)
-        eng.model = compile_model(plain, compile_prefill=True)
+        eng.model = compile_model(plain, compile_prefill=args.prefill == "compiled")
         t0 = time.perf_counter()
         warmup(eng.model, max_prompt=16, log_fn=lambda m: None)
         eng.reset()
@@ -198,7 +202,7 @@ def run_int8(log, name, args, state, entry, deadline, need, copy_gbps) -> None:
 
 def run_start_children(log, name, args, entry, deadline, need) -> None:
     """First-call time in fresh processes: empty compile cache, then the same cache warm."""
-    if not args.start:
+    if "start" not in args.engines:
         return
     cache = Path(tempfile.mkdtemp(prefix="quill-compile-cache-"))
     for label in ("cold", "warm"):
@@ -240,7 +244,7 @@ def child_start(args) -> int:
     tensors = dict(model.state_dict())
     eng = Engine(build_model(config, tensors, dev, max_seq_length=MAX_SEQ), None, device=dev)
     built = time.time()
-    eng.model = compile_model(eng.model, compile_prefill=True)
+    eng.model = compile_model(eng.model, compile_prefill=args.prefill == "compiled")
     parity = scaled(WORKLOADS["parity"], 1 / 16) if args.tiny else WORKLOADS["parity"]
     completion = scaled(WORKLOADS["completion"], 1 / 16) if args.tiny else WORKLOADS["completion"]
     first_parity = first_call(eng, parity)
@@ -280,13 +284,20 @@ def parse_args(argv=None):
     p.add_argument("--budget", type=float, default=540.0, help="seconds for the whole invocation")
     p.add_argument("--out", default=str(RESULTS_DIR), help="a .json file, or a folder for one")
     p.add_argument("--device", default=None, help="default: cuda (cpu with --tiny)")
-    p.add_argument("--no-int8", dest="int8", action="store_false")
-    p.add_argument("--no-start", dest="start", action="store_false", help="skip cold/warm start children")
+    p.add_argument("--engines", default=",".join(ENGINES),
+                   help="comma-separated subset of: " + ", ".join(ENGINES) +
+                   " (start = first-call time in fresh processes, cold and warm compile cache)")
+    p.add_argument("--prefill", choices=["compiled", "eager"], default="compiled",
+                   help="Quill prefill: compiled per length bucket, or eager")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--tiny", action="store_true", help="tiny shape on the CPU: a smoke test of every stage")
     p.add_argument("--child-start", default=None, help=argparse.SUPPRESS)
     p.add_argument("--cache-dir", default=None, help=argparse.SUPPRESS)
     args = p.parse_args(argv)
+    args.engines = {e.strip() for e in args.engines.split(",") if e.strip()}
+    unknown = args.engines - set(ENGINES)
+    if unknown:
+        p.error(f"unknown engine(s): {', '.join(sorted(unknown))}")
     if args.tiny:
         args.models, args.runs = "tiny", 1
         args.device = args.device or "cpu"

@@ -139,6 +139,17 @@ class CompiledModel(nn.Module):
         return self._prefill(self.model, idx_p, pos_p)
 
 
+def _raise_recompile_limit(limit: int = 64) -> None:
+    """Dynamo keeps compiled variants per code object, shared by every model compiled in the
+    process (bf16 and int8, each prefill bucket); past the default limit of 8 it would silently
+    fall back to eager."""
+    import torch._dynamo.config as dynamo_config
+
+    for name in ("recompile_limit", "cache_size_limit"):
+        if hasattr(dynamo_config, name) and getattr(dynamo_config, name) < limit:
+            setattr(dynamo_config, name, limit)
+
+
 def compile_model(
     model: nn.Module,
     *,
@@ -152,6 +163,7 @@ def compile_model(
     other devices get a compiled decode step and eager prefill. Compilation itself happens on
     the first call of each shape; call `warmup()` to do it up front.
     """
+    _raise_recompile_limit()
     device = model.tok_embeddings.weight.device
     on_cuda = device.type == "cuda"
     cudagraphs = on_cuda if cudagraphs is None else cudagraphs
