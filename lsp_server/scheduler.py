@@ -77,9 +77,16 @@ class Scheduler:
                 del self._latest[uri]
 
     async def _run_ticket(self, ticket: _Ticket, work: Callable[[Job], Optional[str]]) -> Optional[str]:
-        await asyncio.wait([ticket.answer], timeout=DEBOUNCE_S)
+        try:
+            await asyncio.wait([ticket.answer], timeout=DEBOUNCE_S)
+        except asyncio.CancelledError:
+            self.counters.cancelled += 1
+            raise
         if ticket.superseded:
             self.counters.superseded += 1
+            return None
+        if self.host.chat_active:  # a chat arrived during the debounce: it keeps the model
+            self.counters.busy += 1
             return None
         job = ticket.job = self.host.submit("completion", lambda job: self._counted(job, work))
         loop = asyncio.get_running_loop()

