@@ -49,7 +49,17 @@ def reference():
     return model.eval(), tokenizer
 
 
+_REFERENCE: dict[str, tuple[list[int], list[int]]] = {}
+
+
 def _reference_tokens(reference, prompt: str) -> tuple[list[int], list[int]]:
+    """(prompt ids, 32 greedy ids) from transformers, computed once per prompt."""
+    if prompt not in _REFERENCE:
+        _REFERENCE[prompt] = _generate_reference(reference, prompt)
+    return _REFERENCE[prompt]
+
+
+def _generate_reference(reference, prompt: str) -> tuple[list[int], list[int]]:
     model, tokenizer = reference
     ids = tokenizer(prompt, add_special_tokens=True)["input_ids"]
     with torch.no_grad():
