@@ -7,7 +7,8 @@ tokenizer with `runtime.tokenizer.export_gguf_tokenizer`. The HF tensors then go
 
 llama.cpp's converter permutes the rows of q and k for its interleaved-pair RoPE
 (`convert_hf_to_gguf.py`, `LlamaModel.permute`) in `llama` files; `_unpermute` restores Hugging
-Face's rotate_half layout. Qwen2 files use NEOX RoPE and are stored unpermuted.
+Face's rotate_half layout. Qwen2, Phi-3 and Phi-2 files use NEOX RoPE and are stored
+unpermuted; Phi-3 keeps its fused qkv and gate_up matrices (`attn_qkv`, `ffn_up`).
 
 Weights are stored in float32 for small models (<= 2B parameters; exact parity with transformers
 loading the same GGUF) and float16 for large ones (half the disk and memory).
@@ -29,15 +30,23 @@ from .native import model_config, write_native
 GGUF_ARCHITECTURES = {
     "llama": ("LlamaForCausalLM", "llama", True),
     "qwen2": ("Qwen2ForCausalLM", "qwen2", False),
+    "phi3": ("Phi3ForCausalLM", "phi3", False),
+    "phi2": ("PhiForCausalLM", "phi", False),
 }
 SMALL_MODEL_PARAMS = 2_000_000_000
 
+
+def storage_dtype(n_params: int) -> torch.dtype:
+    """float32 up to 2B parameters (exact parity with transformers), float16 above (half the
+    disk and memory of float32; GGUF sources are quantized anyway)."""
+    return torch.float32 if n_params <= SMALL_MODEL_PARAMS else torch.float16
+
 _GLOBAL_NAMES = {
-    "token_embd.weight": "model.embed_tokens.weight",
-    "output_norm.weight": "model.norm.weight",
-    "output.weight": "lm_head.weight",
+    "token_embd": "model.embed_tokens",
+    "output_norm": "model.norm",
+    "output": "lm_head",
 }
-_BLOCK_NAMES = {
+_LLAMA_BLOCK = {
     "attn_q": "self_attn.q_proj",
     "attn_k": "self_attn.k_proj",
     "attn_v": "self_attn.v_proj",
@@ -48,9 +57,29 @@ _BLOCK_NAMES = {
     "ffn_up": "mlp.up_proj",
     "ffn_down": "mlp.down_proj",
 }
+_PHI3_BLOCK = {
+    "attn_qkv": "self_attn.qkv_proj",
+    "attn_output": "self_attn.o_proj",
+    "attn_norm": "input_layernorm",
+    "ffn_norm": "post_attention_layernorm",
+    "ffn_up": "mlp.gate_up_proj",  # llama.cpp keeps Phi-3's fused gate_up under ffn_up
+    "ffn_down": "mlp.down_proj",
+}
+_PHI2_BLOCK = {
+    "attn_q": "self_attn.q_proj",
+    "attn_k": "self_attn.k_proj",
+    "attn_v": "self_attn.v_proj",
+    "attn_qkv": "self_attn.qkv",  # older phi-2 files: fused, split in `read_gguf_tensors`
+    "attn_output": "self_attn.dense",
+    "attn_norm": "input_layernorm",
+    "ffn_up": "mlp.fc1",
+    "ffn_down": "mlp.fc2",
+}
+_BLOCK_NAMES = {"llama": _LLAMA_BLOCK, "qwen2": _LLAMA_BLOCK, "phi3": _PHI3_BLOCK, "phi2": _PHI2_BLOCK}
 _BLOCK = re.compile(r"^blk\.(\d+)\.([a-z_]+)\.(weight|bias)$")
-# Tensors llama.cpp derives from the config; the HF model recomputes them.
-_SKIPPED = {"rope_freqs.weight"}
+_TOP = re.compile(r"^(token_embd|output_norm|output)\.(weight|bias)$")
+# Tensors llama.cpp derives from the config (rope frequencies); the HF model recomputes them.
+_SKIPPED = {"rope_freqs.weight", "rope_factors_long.weight", "rope_factors_short.weight"}
 
 
 def open_gguf(path: Path):
@@ -80,7 +109,7 @@ def gguf_architecture(reader, path: Path) -> tuple[str, str, bool]:
         raise UnsupportedArchitectureError(
             f"{path.name} is a GGUF of architecture {arch!r}; Quill converts GGUF files of "
             f"these architectures: {', '.join(GGUF_ARCHITECTURES)} (Llama 2/3, Mistral, "
-            "SmolLM2, CodeLlama, Qwen2). For others use the Hugging Face safetensors repo."
+            "SmolLM2, CodeLlama, Qwen2, Phi-3, Phi-2). For others use the Hugging Face repo."
         )
     hf_class, _, permuted = GGUF_ARCHITECTURES[arch]
     return arch, hf_class, permuted
@@ -89,8 +118,8 @@ def gguf_architecture(reader, path: Path) -> tuple[str, str, bool]:
 def gguf_config(reader, path: Path) -> dict:
     """An HF-style config dict from GGUF metadata (the keys `ModelConfig.from_hf_config` reads)."""
     arch = _field(reader, "general.architecture")
-    hf_class, model_type, _ = GGUF_ARCHITECTURES[arch]
     gguf_architecture(reader, path)
+    hf_class, model_type, _ = GGUF_ARCHITECTURES[arch]
     names = {t.name: t for t in reader.tensors}
     if "token_embd.weight" not in names:
         raise CheckpointError(f"{path} has no token_embd.weight tensor; it is not a model file.")
@@ -117,8 +146,20 @@ def gguf_config(reader, path: Path) -> dict:
     }
     if meta("rope.scaling.type") == "linear":
         config["rope_scaling"] = {"rope_type": "linear", "factor": float(meta("rope.scaling.factor"))}
-    if model_type == "qwen2":
+    if arch == "qwen2":
         config["use_sliding_window"] = False
+    if arch == "phi3":
+        if meta("attention.sliding_window"):
+            config["sliding_window"] = int(meta("attention.sliding_window"))
+        if "rope_factors_long.weight" in names:  # Phi-3 128k: LongRoPE, which the runtime lacks
+            config["rope_scaling"] = {"rope_type": "longrope"}
+    if arch == "phi2":
+        head_dim = config["head_dim"]
+        config.update(
+            hidden_act="gelu_new",
+            layer_norm_eps=float(meta("attention.layer_norm_epsilon", 1e-5)),
+            partial_rotary_factor=int(meta("rope.dimension_count", head_dim)) / head_dim,
+        )
     return config
 
 
@@ -127,28 +168,46 @@ def _unpermute(w: np.ndarray, n_head: int) -> np.ndarray:
     return w.reshape(n_head, w.shape[0] // n_head // 2, 2, *w.shape[1:]).swapaxes(1, 2).reshape(w.shape)
 
 
-def hf_name(gguf_name: str) -> str | None:
-    if gguf_name in _GLOBAL_NAMES:
-        return _GLOBAL_NAMES[gguf_name]
+def hf_name(gguf_name: str, arch: str) -> str | None:
+    """The Hugging Face name of a llama.cpp tensor (None for tensors HF recomputes)."""
     if gguf_name in _SKIPPED:
         return None
+    top = _TOP.match(gguf_name)
+    if top:
+        base = _GLOBAL_NAMES[top.group(1)]
+        if arch == "phi2" and base == "model.norm":
+            base = "model.final_layernorm"
+        return f"{base}.{top.group(2)}"
     m = _BLOCK.match(gguf_name)
-    if not m or m.group(2) not in _BLOCK_NAMES:
-        raise CheckpointError(f"GGUF tensor {gguf_name!r} has no Hugging Face counterpart.")
-    return f"model.layers.{m.group(1)}.{_BLOCK_NAMES[m.group(2)]}.{m.group(3)}"
+    block = _BLOCK_NAMES[arch]
+    if not m or m.group(2) not in block:
+        raise CheckpointError(
+            f"GGUF tensor {gguf_name!r} has no Hugging Face counterpart in a {arch} model; the "
+            "file is not a plain model of that architecture."
+        )
+    return f"model.layers.{m.group(1)}.{block[m.group(2)]}.{m.group(3)}"
+
+
+def _split_qkv(tensors: dict[str, torch.Tensor]) -> None:
+    """Old phi-2 files fuse q, k and v (equal thirds: phi-2 has no GQA); HF keeps them apart."""
+    for name in [n for n in tensors if ".self_attn.qkv." in n]:
+        for part, t in zip(("q_proj", "k_proj", "v_proj"), tensors.pop(name).chunk(3, dim=0)):
+            tensors[name.replace(".qkv.", f".{part}.")] = t.contiguous()
 
 
 def read_gguf_tensors(
-    reader, config: dict, dtype: torch.dtype, permuted: bool, progress: ProgressCallback | None
+    reader, config: dict, dtype: torch.dtype, progress: ProgressCallback | None
 ) -> dict[str, torch.Tensor]:
     from gguf import quants
 
+    arch = _field(reader, "general.architecture")
+    permuted = GGUF_ARCHITECTURES[arch][2]
     heads = {"attn_q": config["num_attention_heads"], "attn_k": config["num_key_value_heads"]}
     tensors: dict[str, torch.Tensor] = {}
     total = len(reader.tensors) + 1  # + the final write
     for i, t in enumerate(reader.tensors):
         report(progress, "convert", i, total)
-        name = hf_name(t.name)
+        name = hf_name(t.name, arch)
         if name is None:
             continue
         try:
@@ -161,6 +220,7 @@ def read_gguf_tensors(
         if permuted and kind in heads:
             w = _unpermute(w, int(heads[kind]))
         tensors[name] = torch.from_numpy(np.ascontiguousarray(w)).to(dtype)
+    _split_qkv(tensors)
     return tensors
 
 
@@ -182,11 +242,11 @@ def convert_gguf(
 
     path, target = Path(path), Path(target)
     reader = open_gguf(path)
-    _, _, permuted = gguf_architecture(reader, path)
+    gguf_architecture(reader, path)
     config = gguf_config(reader, path)
     cfg = model_config(config)
     n_params = sum(int(np.prod([int(d) for d in t.shape])) for t in reader.tensors)
-    dtype = torch.float32 if n_params <= SMALL_MODEL_PARAMS else torch.float16
+    dtype = storage_dtype(n_params)
     config["torch_dtype"] = str(dtype).removeprefix("torch.")
     check_free_space(
         target.parent,
@@ -194,7 +254,7 @@ def convert_gguf(
         what=f"converting {path.name} ({n_params / 1e6:.0f}M parameters)",
         reserve_bytes=reserve_bytes,
     )
-    hf = read_gguf_tensors(reader, config, dtype, permuted, progress)
+    hf = read_gguf_tensors(reader, config, dtype, progress)
     native = hf_to_native(hf, cfg)
     del hf
     work = Path(workdir) if workdir else target.parent

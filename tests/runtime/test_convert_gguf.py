@@ -32,6 +32,7 @@ def _copy_tokenizer(writer, vocab: str) -> None:
     writer.add_eos_token_id(2)
     writer.add_unk_token_id(0)
     writer.add_add_bos_token(True)
+    writer.add_pad_token_id(0)  # else transformers gives Phi-3 its default pad id 32000 (> vocab)
 
 
 def write_gguf(path, model, arch: str, quant: str) -> None:
@@ -43,9 +44,14 @@ def write_gguf(path, model, arch: str, quant: str) -> None:
     writer.add_feed_forward_length(cfg.intermediate_size)
     writer.add_head_count(cfg.num_attention_heads)
     writer.add_head_count_kv(cfg.num_key_value_heads)
-    writer.add_layer_norm_rms_eps(cfg.rms_norm_eps)
     writer.add_rope_freq_base(float(cfg.rope_parameters["rope_theta"]))
-    writer.add_rope_dimension_count(cfg.hidden_size // cfg.num_attention_heads)
+    head_dim = cfg.hidden_size // cfg.num_attention_heads
+    if arch == "phi2":  # LayerNorm and partial rotary
+        writer.add_layer_norm_eps(cfg.layer_norm_eps)
+        writer.add_rope_dimension_count(int(head_dim * cfg.rope_parameters["partial_rotary_factor"]))
+    else:
+        writer.add_layer_norm_rms_eps(cfg.rms_norm_eps)
+        writer.add_rope_dimension_count(head_dim)
     _copy_tokenizer(writer, "ggml-vocab-llama-spm.gguf")
     names = gguf.get_tensor_name_map(gguf.MODEL_ARCH[arch.upper()], cfg.num_hidden_layers)
     for name, t in model.state_dict().items():
@@ -76,16 +82,21 @@ def _tiny(arch: str):
                   bos_token_id=1, eos_token_id=2)
     if arch == "llama":
         config = transformers.LlamaConfig(**common, tie_word_embeddings=False)
-        cls = transformers.LlamaForCausalLM
-    else:
+    elif arch == "qwen2":
         config = transformers.Qwen2Config(**common, tie_word_embeddings=True, rope_theta=1e6)
-        cls = transformers.Qwen2ForCausalLM
+    elif arch == "phi3":
+        config = transformers.Phi3Config(**{**common, "num_key_value_heads": 4}, pad_token_id=0)
+    else:
+        config = transformers.PhiConfig(**{**common, "hidden_size": 80, "num_key_value_heads": 4},
+                                        partial_rotary_factor=0.4, hidden_act="gelu_new")
+    cls = {"llama": transformers.LlamaForCausalLM, "qwen2": transformers.Qwen2ForCausalLM,
+           "phi3": transformers.Phi3ForCausalLM, "phi2": transformers.PhiForCausalLM}[arch]
     torch.manual_seed(7)
     model = cls(config).eval()
     with torch.no_grad():  # decisive random weights (see tests/runtime/tiny_models.py)
         for name, p in model.named_parameters():
             if "norm" in name:
-                p.uniform_(0.8, 1.2)
+                p.uniform_(0.8, 1.2) if name.endswith("weight") else p.normal_(0.0, 0.05)
             elif p.dim() == 1:
                 p.normal_(0.0, 0.05)
             elif "embed_tokens" in name:
@@ -95,7 +106,12 @@ def _tiny(arch: str):
     return model
 
 
-@pytest.mark.parametrize("arch, quant", [("llama", "F32"), ("llama", "Q8_0"), ("qwen2", "F32")])
+HF_CLASSES = {"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM", "phi3": "Phi3ForCausalLM",
+              "phi2": "PhiForCausalLM"}
+
+
+@pytest.mark.parametrize("arch, quant", [("llama", "F32"), ("llama", "Q8_0"), ("qwen2", "F32"),
+                                         ("phi3", "F32")])
 def test_tiny_gguf_matches_original_and_transformers(tmp_path, arch, quant):
     pytest.importorskip("accelerate")  # transformers needs it to load GGUF files
     from transformers import AutoModelForCausalLM
@@ -118,7 +134,7 @@ def test_tiny_gguf_matches_original_and_transformers(tmp_path, arch, quant):
         original = hf_to_native(model.state_dict(), engine.config)
         assert [k for k in ours if not torch.equal(ours[k], original[k])] == []
     assert manifest.config["tie_word_embeddings"] == (arch == "qwen2")
-    assert manifest.config["architectures"] == [{"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM"}[arch]]
+    assert manifest.config["architectures"] == [HF_CLASSES[arch]]
 
     prompt = [1, *engine.tokenizer.encode("def add(a, b):")]
     got = engine.generate(prompt, GenerationConfig(max_new_tokens=12, stop_ids=frozenset()))
@@ -126,3 +142,36 @@ def test_tiny_gguf_matches_original_and_transformers(tmp_path, arch, quant):
                           eos_token_id=None, pad_token_id=0)[0, len(prompt):].tolist()
     print(f"{arch} {quant}: {len(ours)} tensors equal; quill {got.token_ids} transformers {ref}")
     assert got.token_ids == ref
+
+
+def test_tiny_phi2_gguf_matches_the_original_model(tmp_path):
+    """transformers cannot load phi2 GGUF files, so the reference is the model that was written:
+    LayerNorm biases, partial rotary (0.4) and the lm_head bias must all come back."""
+    from runtime.engine import Engine, GenerationConfig
+
+    model = _tiny("phi2")
+    path = tmp_path / "tiny-phi2.gguf"
+    write_gguf(path, model, "phi2", "F32")
+    ckpt = resolve_model(str(path), cache_dir=tmp_path / "cache")
+    manifest = read_manifest(ckpt)
+    engine = Engine.load(ckpt, device="cpu", precision="float32")
+    ours = load_tensors(ckpt, manifest)
+    original = hf_to_native(model.state_dict(), engine.config)
+    assert ours.keys() == original.keys()
+    assert [k for k in ours if not torch.equal(ours[k], original[k])] == []
+    assert manifest.architecture == "phi" and engine.config.rope_dim == 8
+
+    prompt = [1, *engine.tokenizer.encode("def add(a, b):")]
+    got = engine.generate(prompt, GenerationConfig(max_new_tokens=12, stop_ids=frozenset()))
+    ref = model.generate(torch.tensor([prompt]), max_new_tokens=12, do_sample=False,
+                         eos_token_id=None, pad_token_id=0)[0, len(prompt):].tolist()
+    print(f"phi2: {len(ours)} tensors equal; quill {got.token_ids} transformers {ref}")
+    assert got.token_ids == ref
+
+
+def test_storage_dtype_by_size():
+    from runtime.convert.gguf import storage_dtype
+
+    assert storage_dtype(135_000_000) == torch.float32  # SmolLM2: exact parity
+    assert storage_dtype(2_000_000_000) == torch.float32
+    assert storage_dtype(7_000_000_000) == torch.float16  # Llama-2-7B: half the disk
