@@ -146,6 +146,17 @@ def gguf_config(reader, path: Path) -> dict:
     }
     if meta("rope.scaling.type") == "linear":
         config["rope_scaling"] = {"rope_type": "linear", "factor": float(meta("rope.scaling.factor"))}
+    if arch == "llama" and "rope_freqs.weight" in names:  # Llama 3.1+: scaling stored as a tensor
+        rope_dim = int(meta("rope.dimension_count", config["head_dim"]))
+        factors = np.asarray(names["rope_freqs.weight"].data, dtype=np.float64)
+        scaling = llama3_rope_scaling(factors, rope_dim, config["rope_theta"])
+        if scaling is None and not np.allclose(factors, 1.0):
+            raise UnsupportedArchitectureError(
+                f"{path.name} stores rope frequency factors that do not follow Llama 3.1's rope "
+                "scaling; Quill cannot run it. Use the model's Hugging Face repo instead."
+            )
+        if scaling:
+            config["rope_scaling"] = scaling
     if arch == "qwen2":
         config["use_sliding_window"] = False
     if arch == "phi3":
@@ -161,6 +172,46 @@ def gguf_config(reader, path: Path) -> dict:
             partial_rotary_factor=int(meta("rope.dimension_count", head_dim)) / head_dim,
         )
     return config
+
+
+def _llama3_factors(freqs: np.ndarray, factor: float, low: float, high: float, old_ctx: float):
+    """llama.cpp's per-frequency divisors for Llama 3.1 rope scaling (convert_hf_to_gguf.py)."""
+    wavelen = 2 * np.pi / freqs
+    smooth = (old_ctx / wavelen - low) / (high - low)
+    medium = 1 / ((1 - smooth) / factor + smooth)
+    return np.where(wavelen < old_ctx / high, 1.0, np.where(wavelen > old_ctx / low, factor, medium))
+
+
+def llama3_rope_scaling(factors: np.ndarray, rope_dim: int, theta: float) -> dict | None:
+    """Recover HF's `rope_scaling` ("llama3") from the `rope_freqs` tensor llama.cpp writes instead.
+
+    The smoothing term is linear in the frequency, `s = a * freq + b`; with low_freq_factor = 1
+    (every Llama 3.x) `a` and `b` give high_freq_factor and the original context length. Any
+    parameters that reproduce the tensor give the same rotary frequencies, which is checked.
+    Returns None when the factors are all 1 or follow no such curve.
+    """
+    if np.allclose(factors, 1.0):
+        return None
+    freqs = 1.0 / theta ** (np.arange(0, rope_dim, 2, dtype=np.float64) / rope_dim)
+    factor = float(factors.max())
+    mid = (factors > 1 + 1e-6) & (factors < factor * (1 - 1e-6))
+    s = (1 / factors[mid] - 1 / factor) / (1 - 1 / factor)
+    if mid.sum() >= 2:
+        a, b = np.polyfit(freqs[mid], s, 1)
+        high = 1 - 1 / b if b < 0 else 4.0
+        old_ctx = float(a * 2 * np.pi * (high - 1))
+    elif mid.any():  # one smoothed frequency: take Llama 3.1's high_freq_factor
+        high = 4.0
+        old_ctx = float((s[0] + 1 / (high - 1)) * 2 * np.pi * (high - 1) / freqs[mid][0])
+    else:  # none: any context length between the two regions gives these factors
+        high = 4.0
+        old_ctx = float((2 * np.pi / freqs[factors >= factor * (1 - 1e-6)]).min())
+    if abs(old_ctx - round(old_ctx)) < 1e-3 * old_ctx:
+        old_ctx = round(old_ctx)
+    if not np.allclose(_llama3_factors(freqs, factor, 1.0, high, old_ctx), factors, rtol=1e-4):
+        return None
+    return {"rope_type": "llama3", "factor": factor, "low_freq_factor": 1.0,
+            "high_freq_factor": float(round(high, 6)), "original_max_position_embeddings": old_ctx}
 
 
 def _unpermute(w: np.ndarray, n_head: int) -> np.ndarray:

@@ -52,7 +52,9 @@ def _pip_download(dest: Path, why: str) -> Path:
         proc = None
         detail = str(err)
     else:
-        detail = (proc.stderr or proc.stdout).strip()[-600:]
+        lines = (proc.stderr or proc.stdout).strip().splitlines()
+        errors = [ln for ln in lines if ln.startswith("ERROR")]  # skip pip's config warnings
+        detail = "\n".join(errors or lines)[-600:]
     wheels = sorted(dest.glob("*.whl"))
     if proc is None or proc.returncode != 0 or not wheels:
         raise OfflineError(

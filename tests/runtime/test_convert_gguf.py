@@ -35,7 +35,7 @@ def _copy_tokenizer(writer, vocab: str) -> None:
     writer.add_pad_token_id(0)  # else transformers gives Phi-3 its default pad id 32000 (> vocab)
 
 
-def write_gguf(path, model, arch: str, quant: str) -> None:
+def write_gguf(path, model, arch: str, quant: str, rope_freqs: np.ndarray | None = None) -> None:
     cfg = model.config
     writer = gguf.GGUFWriter(str(path), arch)
     writer.add_block_count(cfg.num_hidden_layers)
@@ -68,6 +68,8 @@ def write_gguf(path, model, arch: str, quant: str) -> None:
             writer.add_tensor(target, q, raw_dtype=gguf.GGMLQuantizationType.Q8_0)
         else:
             writer.add_tensor(target, w)
+    if rope_freqs is not None:
+        writer.add_tensor("rope_freqs.weight", rope_freqs.astype(np.float32))
     writer.write_header_to_file()
     writer.write_kv_data_to_file()
     writer.write_tensors_to_file()
@@ -166,6 +168,65 @@ def test_tiny_phi2_gguf_matches_the_original_model(tmp_path):
     ref = model.generate(torch.tensor([prompt]), max_new_tokens=12, do_sample=False,
                          eos_token_id=None, pad_token_id=0)[0, len(prompt):].tolist()
     print(f"phi2: {len(ours)} tensors equal; quill {got.token_ids} transformers {ref}")
+    assert got.token_ids == ref
+
+
+def _llama_cpp_rope_freqs(scaling: dict, head_dim: int, theta: float) -> np.ndarray:
+    # convert_hf_to_gguf.py, LlamaModel.generate_extra_tensors (Llama 3.1 rope scaling)
+    import math
+
+    factor, low, high = scaling["factor"], scaling["low_freq_factor"], scaling["high_freq_factor"]
+    old = scaling["original_max_position_embeddings"]
+    freqs = 1.0 / (theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim))
+    out = []
+    for freq in freqs.tolist():
+        wavelen = 2 * math.pi / freq
+        if wavelen < old / high:
+            out.append(1)
+        elif wavelen > old / low:
+            out.append(factor)
+        else:
+            smooth = (old / wavelen - low) / (high - low)
+            out.append(1 / ((1 - smooth) / factor + smooth))
+    return np.array(out, dtype=np.float32)
+
+
+def test_llama31_rope_scaling_comes_back_from_rope_freqs(tmp_path):
+    """Llama 3.1 GGUF files carry rope scaling only as a `rope_freqs` tensor; the converter turns
+    it back into HF's `rope_scaling`, so the model rotates exactly like the original."""
+    import transformers
+
+    from runtime.engine import Engine, GenerationConfig
+
+    scaling = {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0,
+               "high_freq_factor": 4.0, "original_max_position_embeddings": 256}
+    config = transformers.LlamaConfig(
+        vocab_size=32000, hidden_size=128, intermediate_size=128, num_hidden_layers=2,
+        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
+        rope_theta=500000.0, rope_scaling=dict(scaling), bos_token_id=1, eos_token_id=2)
+    torch.manual_seed(11)
+    model = transformers.LlamaForCausalLM(config).eval()
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "norm" in name:
+                p.uniform_(0.8, 1.2)
+            elif "embed_tokens" in name:
+                p.normal_(0.0, 1.0)
+            else:
+                p.normal_(0.0, 1.5 / p.shape[1] ** 0.5)
+    path = tmp_path / "tiny-llama31.gguf"
+    write_gguf(path, model, "llama", "F32", rope_freqs=_llama_cpp_rope_freqs(scaling, 32, 500000.0))
+    ckpt = resolve_model(str(path), cache_dir=tmp_path / "cache")
+    recovered = read_manifest(ckpt).config["rope_scaling"]
+    print("recovered rope_scaling:", recovered)
+    assert recovered == scaling
+
+    engine = Engine.load(ckpt, device="cpu", precision="float32")
+    prompt = [1, *engine.tokenizer.encode("Once upon a time in a land far away, there lived")]
+    got = engine.generate(prompt, GenerationConfig(max_new_tokens=12, stop_ids=frozenset()))
+    ref = model.generate(torch.tensor([prompt]), max_new_tokens=12, do_sample=False,
+                         eos_token_id=None, pad_token_id=0)[0, len(prompt):].tolist()
+    print(f"llama3.1: quill {got.token_ids} transformers {ref}")
     assert got.token_ids == ref
 
 
