@@ -1,4 +1,6 @@
-"""The `quill` command line: runtime commands (generate, pull, models, rm, bench) and server
+"""Quill: a language server with a local LLM runtime (inline completions and chat).
+
+The `quill` command line: runtime commands (generate, pull, models, rm, bench) and server
 commands (serve, try, chat, complete).
 
 Runtime commands are defined in `runtime.cli`; this module only adds the ones that need the

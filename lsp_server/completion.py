@@ -74,6 +74,7 @@ def run(host: ModelHost, job: Job, request: Request) -> Optional[str]:
         line_prefix=window.line_prefix,
         line_suffix=window.line_suffix,
         multiline=settings.multiline,
+        truncated=result.finish_reason == "length",
     )
 
 

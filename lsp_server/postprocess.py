@@ -29,11 +29,18 @@ def is_multiline_position(line_prefix: str, line_suffix: str, multiline: bool) -
 
 
 def postprocess(
-    text: str, *, prefix: str, suffix: str, line_prefix: str, line_suffix: str, multiline: bool
+    text: str, *, prefix: str, suffix: str, line_prefix: str, line_suffix: str, multiline: bool,
+    truncated: bool = False,
 ) -> Optional[str]:
-    """The suggestion to show for model output `text`, or None when nothing useful is left."""
+    """The suggestion to show for model output `text`, or None when nothing useful is left.
+
+    `truncated`: generation hit its token limit, so a multi-line text's last line is unfinished
+    and is dropped.
+    """
     text = text.replace("\r\n", "\n")
     if is_multiline_position(line_prefix, line_suffix, multiline):
+        if truncated and "\n" in text.strip("\n"):
+            text = text.rstrip("\n").rsplit("\n", 1)[0]
         text = _trim_block(text, line_prefix)
         text = _cut_suffix_repeat(text, suffix)
         text = _cut_unopened_closer(text, _open_brackets(prefix))

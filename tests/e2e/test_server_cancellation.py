@@ -75,7 +75,7 @@ async def test_cancelled_chat_stops_within_a_few_tokens_and_is_recorded_as_cance
 
 async def test_completions_during_a_chat_are_answered_empty_at_once(server):
     """Policy: answer-empty. A completion never waits for the chat that holds the model."""
-    server.set_configuration({"chat": {"maxTokens": 200}}, section="quill")
+    server.set_configuration({"chat": {"maxTokens": 60}}, section="quill")
     server.workspace_did_change_configuration(types.DidChangeConfigurationParams(settings=None))
     uri = open_document(server, server.workspace / "files.py", SOURCE)
     chat = asyncio.ensure_future(

@@ -68,3 +68,12 @@ def test_on_an_indented_blank_line_text_that_dedents_is_not_suggested():
 def test_mid_line_stops_where_the_rest_of_the_line_begins():
     assert pp("5))  # Output: 15", "print(area(3, ", "))") == "5"
     assert pp("foo())", "print(", ")") == "foo()"
+
+
+def test_an_unfinished_last_line_is_dropped_when_the_token_limit_hit():
+    text = "files = []\n    for name in os.listdir(folder):\n        with open"
+    before = "def f(folder):\n    "
+    kwargs = dict(prefix=before, suffix="", line_prefix="    ", line_suffix="", multiline=True)
+    assert postprocess(text, truncated=True, **kwargs) == "files = []\n    for name in os.listdir(folder):"
+    assert postprocess(text, truncated=False, **kwargs) == text
+    assert postprocess("files = []", truncated=True, **kwargs) == "files = []"
