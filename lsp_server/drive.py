@@ -1,6 +1,6 @@
 """`quill try`, `quill chat` and `quill complete`: thin LSP clients of `quill serve`.
 
-Each starts `python -m lsp_server` as a subprocess and talks to it over stdio with pygls'
+Each starts `quill serve` (as `python -m lsp_server.cli serve`) as a subprocess and talks to it over stdio with pygls'
 `LanguageClient`, exactly as an editor would: initialize, wait for the model's work-done
 progress to end, open a document, ask for an inline completion, send `quill/chat` with a partial
 result token and print the streamed `{delta}` values. Generated text goes to stdout; progress,
@@ -89,7 +89,7 @@ class Session:
     async def start(self, flags: list[str], workspace: Path) -> None:
         # -P: a folder named like a package in the current directory must not shadow ours
         isolate = ["-P"] if sys.version_info >= (3, 11) else []
-        await self.client.start_io(sys.executable, *isolate, "-m", "lsp_server", *flags)
+        await self.client.start_io(sys.executable, *isolate, "-m", "lsp_server.cli", "serve", *flags)
         # the server logs to stderr: drain it (a full pipe would block the server), keep the tail
         self._stderr_task = asyncio.ensure_future(self._drain_stderr())
         folder = types.WorkspaceFolder(uri=workspace.as_uri(), name=workspace.name)
@@ -190,7 +190,7 @@ async def _try(args) -> int:
             flags += ["--data_dir", str(workspace / ".quill-data")]
         session = Session(_write, lambda text: print(f"  ... {text}", flush=True))
         started = time.perf_counter()
-        print("quill try: starting `quill serve` (python -m lsp_server) over stdio", flush=True)
+        print("quill try: starting `quill serve` over stdio", flush=True)
         await session.start(flags, workspace)
         print(f"initialize answered          {_ms(started)}", flush=True)
         try:
