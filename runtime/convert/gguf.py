@@ -103,7 +103,8 @@ def _field(reader, key: str, default=None):
     return field.contents()
 
 
-def gguf_architecture(reader, path: Path) -> tuple[str, str, bool]:
+def gguf_architecture(reader, path: Path) -> str:
+    """`general.architecture`, if Quill converts it; else an error naming those it does."""
     arch = _field(reader, "general.architecture")
     if arch not in GGUF_ARCHITECTURES:
         raise UnsupportedArchitectureError(
@@ -111,14 +112,12 @@ def gguf_architecture(reader, path: Path) -> tuple[str, str, bool]:
             f"these architectures: {', '.join(GGUF_ARCHITECTURES)} (Llama 2/3, Mistral, "
             "SmolLM2, CodeLlama, Qwen2, Phi-3, Phi-2). For others use the Hugging Face repo."
         )
-    hf_class, _, permuted = GGUF_ARCHITECTURES[arch]
-    return arch, hf_class, permuted
+    return arch
 
 
 def gguf_config(reader, path: Path) -> dict:
     """An HF-style config dict from GGUF metadata (the keys `ModelConfig.from_hf_config` reads)."""
-    arch = _field(reader, "general.architecture")
-    gguf_architecture(reader, path)
+    arch = gguf_architecture(reader, path)
     hf_class, model_type, _ = GGUF_ARCHITECTURES[arch]
     names = {t.name: t for t in reader.tensors}
     if "token_embd.weight" not in names:
@@ -293,8 +292,13 @@ def convert_gguf(
 
     path, target = Path(path), Path(target)
     reader = open_gguf(path)
-    gguf_architecture(reader, path)
-    config = gguf_config(reader, path)
+    try:
+        config = gguf_config(reader, path)
+    except (TypeError, ValueError, KeyError) as err:  # a required metadata key is absent
+        raise CheckpointError(
+            f"{path} lacks model metadata ({type(err).__name__}: {err}); it is not a complete "
+            "llama.cpp model file. Download it again."
+        ) from err
     cfg = model_config(config)
     n_params = sum(int(np.prod([int(d) for d in t.shape])) for t in reader.tensors)
     dtype = storage_dtype(n_params)

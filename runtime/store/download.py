@@ -135,13 +135,33 @@ def download_snapshot(
     path = None
     for name in files:
         report(progress, "download", done, total)
+        bar = _progress_bar(lambda n, base=done: report(progress, "download", base + n, total))
         try:
-            path = hf_hub_download(repo_id, name, revision=sha, cache_dir=cache)
+            path = hf_hub_download(repo_id, name, revision=sha, cache_dir=cache, tqdm_class=bar)
         except Exception as err:
             raise _hub_error(repo_id, err) from err
         done += sizes[name]
     report(progress, "download", total, total)
     return Snapshot(path=Path(path).parent, revision=sha, files=files)
+
+
+def _progress_bar(on_bytes):
+    """A tqdm class for huggingface_hub that draws nothing and reports bytes to `on_bytes`, so a
+    multi-GB shard moves Quill's own progress instead of jumping from 0 to done."""
+    from tqdm.auto import tqdm
+
+    class QuillBar(tqdm):
+        def __init__(self, *args, **kwargs):
+            kwargs["disable"] = True  # the caller's progress callback is the display
+            super().__init__(*args, **kwargs)
+            self.quill_bytes = int(kwargs.get("initial") or 0)
+
+        def update(self, n=1):
+            self.quill_bytes += int(n or 0)
+            on_bytes(self.quill_bytes)
+            return super().update(n)
+
+    return QuillBar
 
 
 def cached_snapshot(repo_id: str, revision: str | None) -> Snapshot | None:

@@ -193,3 +193,27 @@ def test_pytdml_repo_with_a_gptfast_model_pth(hub, tmp_path):
     assert fetched == ["config.json", "model.pth", "tokenizer.model"]
     ckpt = tmp_path / "cache" / "models" / "quill-test--tiny-pytdml"
     assert read_manifest(ckpt).source["revision"] == SHA
+
+
+PROGRESS = """
+import json
+from runtime.store import resolve_model
+events = []
+resolve_model("quill-test/tiny", progress=lambda *e: events.append(e))
+print(json.dumps(events))
+"""
+
+
+def test_download_progress_moves_within_a_file(hub, tmp_path):
+    """Bytes arrive through the callback while a file downloads, not only between files."""
+    run = run_python(PROGRESS, _env(hub, tmp_path))
+    assert run.returncode == 0, run.stderr[-1500:]
+    events = json.loads(run.stdout.strip().splitlines()[-1])
+    downloads = [done for phase, done, _ in events if phase == "download"]
+    files = FakeHub.repos["quill-test/tiny"]
+    total = sum(len(files[n]) for n in ("config.json", "generation_config.json",
+                                        "model.safetensors", "tokenizer.model"))
+    print("download events:", downloads, "of", total)
+    assert {phase for phase, _, _ in events} == {"download", "convert"}
+    assert downloads[-1] == total and downloads == sorted(downloads)
+    assert 10 * 1024 * 1024 in downloads  # huggingface_hub's first 10 MB chunk of the weights
