@@ -12,6 +12,7 @@ from runtime.checkpoint import load_tensors, read_manifest
 from runtime.store import resolve_model
 from runtime.weight_map import hf_to_native
 from tests.assets import llama_cpp_models_dir
+from tests.runtime.test_store_fixtures import transformers_from_gguf
 
 gguf = pytest.importorskip("gguf")
 
@@ -115,9 +116,6 @@ HF_CLASSES = {"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM", "phi3": 
 @pytest.mark.parametrize("arch, quant", [("llama", "F32"), ("llama", "Q8_0"), ("qwen2", "F32"),
                                          ("phi3", "F32")])
 def test_tiny_gguf_matches_original_and_transformers(tmp_path, arch, quant):
-    pytest.importorskip("accelerate")  # transformers needs it to load GGUF files
-    from transformers import AutoModelForCausalLM
-
     from runtime.engine import Engine, GenerationConfig
 
     model = _tiny(arch)
@@ -128,7 +126,7 @@ def test_tiny_gguf_matches_original_and_transformers(tmp_path, arch, quant):
     ours = load_tensors(ckpt, manifest)
     engine = Engine.load(ckpt, device="cpu", precision="float32")
 
-    theirs = AutoModelForCausalLM.from_pretrained(tmp_path, gguf_file=path.name, dtype=torch.float32).eval()
+    theirs = transformers_from_gguf(path)
     expected = hf_to_native(theirs.state_dict(), engine.config)
     assert ours.keys() == expected.keys()
     assert [k for k in ours if not torch.equal(ours[k], expected[k])] == []

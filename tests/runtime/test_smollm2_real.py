@@ -13,7 +13,7 @@ import torch
 
 from runtime.store import resolve_model
 from tests.assets import smollm2_gguf
-from tests.runtime.test_store_fixtures import python_env
+from tests.runtime.test_store_fixtures import python_env, transformers_from_gguf
 
 pytestmark = pytest.mark.slow
 
@@ -40,11 +40,10 @@ def engine(checkpoint):
 @pytest.fixture(scope="module")
 def reference():
     """transformers' own GGUF loader: (model, tokenizer)."""
-    pytest.importorskip("accelerate")  # transformers needs it to load GGUF files
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoTokenizer
 
     gguf = smollm2_gguf()
-    model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    model = transformers_from_gguf(gguf)
     tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     return model.eval(), tokenizer
 

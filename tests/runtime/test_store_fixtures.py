@@ -5,6 +5,7 @@
 - `place_in_hf_cache`: lays a folder out exactly as huggingface_hub's cache does
   (`models--org--name/{blobs,snapshots/<rev>,refs/main}`, snapshot files symlinked to blobs), so
   `HF_HUB_OFFLINE=1` runs go through the hub library's real lookups.
+- `transformers_from_gguf`: transformers' own GGUF loader, without `accelerate`.
 - `run_python`: runs a snippet in a fresh interpreter with the repo importable.
 """
 
@@ -103,3 +104,22 @@ def python_env(**extra: str) -> dict[str, str]:
 def run_python(code: str, env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                           timeout=timeout, cwd=REPO_ROOT)
+
+
+def transformers_from_gguf(path: Path):
+    """A transformers model from a GGUF file through transformers' GGUF reader
+    (`load_gguf_checkpoint`: its metadata mapping, dequantization and q/k un-permutation) - the
+    steps `from_pretrained(..., gguf_file=)` takes, which also insists on `accelerate`."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers.modeling_gguf_pytorch_utils import load_gguf_checkpoint
+
+    config = dict(load_gguf_checkpoint(str(path))["config"])
+    config = AutoConfig.for_model(config.pop("model_type"), **config)
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32).eval()
+    tensors = load_gguf_checkpoint(str(path), return_tensors=True, model_to_load=model)["tensors"]
+    missing, unexpected = model.load_state_dict(tensors, strict=False)
+    assert not unexpected and set(missing) <= {"lm_head.weight"}, (missing, unexpected)
+    if "lm_head.weight" in missing:
+        assert config.tie_word_embeddings
+        model.tie_weights()
+    return model
