@@ -92,3 +92,18 @@ async def test_completions_during_a_chat_are_answered_empty_at_once(server):
     assert status["completions"]["busy"] == 1
     # the completion was answered while the chat was still streaming, not after it
     assert streamed_before_answer < result["usage"]["completionTokens"]
+
+
+async def test_cancelled_completion_answers_request_cancelled_and_the_next_one_works(server):
+    uri = open_document(server, server.workspace / "files.py", SOURCE)
+    params = inline_params(uri, 4, 4)
+    # send_request writes the message now, so the cancel below follows it on the wire
+    request = server.protocol.send_request(types.TEXT_DOCUMENT_INLINE_COMPLETION, params, msg_id="completion-1")
+    server.protocol.notify(types.CANCEL_REQUEST, types.CancelParams(id="completion-1"))
+    with pytest.raises(JsonRpcRequestCancelled):
+        await asyncio.wrap_future(request)
+    status = await server.request("quill/status", {})
+    print_numbers(completions=status["completions"])
+    assert status["completions"]["cancelled"] == 1 and status["completions"]["generated"] == 0
+    after = await server.text_document_inline_completion_async(params)
+    assert len(after.items) == 1
