@@ -3,8 +3,9 @@
 Each handler adapts LSP params to a pure module and back (pygls examples, jedi-language-server):
 settings come from `settings.py`, completions from `completion.py`, chat prompts from `chat.py`,
 history from `history.py`; model work goes through `ModelHost` (one worker thread) under the
-rules of `scheduler.py`. Protocol plumbing (typed `quill/` params, parse errors, badly typed
-requests, the one error-to-JSON-RPC boundary) lives in `transport.py`.
+rules of `scheduler.py`. The state behind the handlers, and the one place where a `QuillError`
+becomes a JSON-RPC error (`user_error`), is `session.py`; protocol plumbing (untyped `quill/`
+params, parse errors, badly typed requests answered instead of dropped) is `transport.py`.
 """
 
 from __future__ import annotations
