@@ -59,6 +59,7 @@ def test_model_pth_converts_and_generates_like_the_hf_model(tmp_path):
     assert ours.token_ids == ref
 
 
+@pytest.mark.filterwarnings("ignore:Detected pickle protocol")
 def test_pickled_objects_are_refused(tmp_path):
     folder = tmp_path / "evil"
     folder.mkdir()
