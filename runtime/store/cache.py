@@ -81,11 +81,16 @@ def model_lock(cache: Path, name: str) -> Iterator[None]:
 
 
 def clean_partials(parent: Path, name: str) -> None:
-    """Remove temporary folders that a killed conversion of `name` left (call under the lock)."""
+    """Remove temporary folders that a killed conversion of `name` left (call under the lock).
+
+    Only `name`'s own: write_checkpoint's `.tmp-<name>-<8 hex>` and removal's `.tmp-<name>-rm`,
+    never `.tmp-<name>-other-...`, which belongs to another model's conversion in progress.
+    """
     if not parent.is_dir():
         return
+    own = re.compile(rf"^{re.escape(TMP_PREFIX + name)}-([0-9a-f]{{8}}|rm)$")
     for entry in parent.iterdir():
-        if entry.name.startswith(f"{TMP_PREFIX}{name}-"):
+        if own.match(entry.name):
             shutil.rmtree(entry, ignore_errors=True)
 
 
@@ -215,7 +220,13 @@ def remove_model(ref: str, cache_dir: str | os.PathLike | None = None) -> Path:
         # Rename first so a reader never sees a half-deleted checkpoint.
         doomed = folder.parent / f"{TMP_PREFIX}{folder.name}-rm"
         shutil.rmtree(doomed, ignore_errors=True)
-        folder.rename(doomed)
+        try:
+            folder.rename(doomed)
+        except OSError as err:  # Windows: files still open in a running `quill serve`
+            raise CheckpointError(
+                f"Can't remove {folder} ({err}). Stop any `quill serve` or other Quill process "
+                "using this model and try again."
+            ) from err
         shutil.rmtree(doomed, ignore_errors=True)
     return folder
 

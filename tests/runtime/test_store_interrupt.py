@@ -104,3 +104,15 @@ def test_two_processes_converting_the_same_model_share_one_result(tmp_path):
     ckpt = Path(results[0]["path"])
     read_manifest(ckpt)
     assert [p.name for p in (cache / "models").iterdir()] == [ckpt.name]
+
+
+def test_cleaning_a_killed_conversion_spares_other_models(tmp_path):
+    from runtime.store.cache import clean_partials
+
+    models = tmp_path / "models"
+    leftovers_of_foo = [".tmp-foo-1a2b3c4d", ".tmp-foo-rm"]
+    others = [".tmp-foo-bar-1a2b3c4d", ".tmp-foo-bar-rm", ".tmp-foo-abcdef12-00112233", "foo", "foo-bar"]
+    for name in leftovers_of_foo + others:
+        (models / name).mkdir(parents=True)
+    clean_partials(models, "foo")
+    assert sorted(p.name for p in models.iterdir()) == sorted(others)
