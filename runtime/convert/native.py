@@ -68,7 +68,3 @@ def write_native(
         source=source,
         extra_files=[(n, c) for n, c in extra if n not in tokenizer_files],
     )
-
-
-def tensor_bytes(tensors: Mapping[str, torch.Tensor]) -> int:
-    return sum(t.numel() * t.element_size() for t in tensors.values())

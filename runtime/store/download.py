@@ -118,14 +118,15 @@ def download_snapshot(
     files = select_files(sizes)
     if weight_format(files) is None:
         raise ModelNotFoundError(
-            f"{repo_id} has no Hugging Face weights (model*.safetensors or pytorch_model*.bin). "
+            f"{repo_id} has no weights Quill reads (model*.safetensors, pytorch_model*.bin or a "
+            "gpt-fast model.pth). "
             "For a GGUF-only repo, download the .gguf file and pass its path."
         )
     cache = hf_cache_dir()
     missing = [f for f in files if not isinstance(
         try_to_load_from_cache(repo_id, f, cache_dir=cache, revision=sha), str)]
     to_fetch = sum(sizes[f] for f in missing)
-    weights = sum(sizes[f] for f in files if f.endswith((".safetensors", ".bin")))
+    weights = sum(sizes[f] for f in files if f.endswith((".safetensors", ".bin", ".pth")))
     needed = to_fetch + (weights if _same_disk(cache, convert_dir) else 0)
     check_free_space(
         cache, needed, reserve_bytes=reserve_bytes,
