@@ -107,8 +107,9 @@ def test_offline_hf_cache_end_to_end_and_unneeded_files_never_opened(tmp_path, h
 
 
 def test_revision_and_bin_only_folder(tmp_path, hf_home):
-    """`repo@sha` resolves that snapshot; a folder with only `.bin` weights converts through
-    `torch.load(weights_only=True)` to the same tensors as the safetensors copy."""
+    """`repo@sha` resolves that snapshot; a folder with only `.bin` weights (read through
+    `torch.load(weights_only=True)`) and a sharded copy with an index convert to the same
+    tensors as the single safetensors file."""
     model, _ = tiny_llama(1)
     src = tiny_llama_dir(tmp_path / "src", seed=1)
     place_in_hf_cache(hf_home, TINY_REPO, src)
@@ -123,11 +124,15 @@ def test_revision_and_bin_only_folder(tmp_path, hf_home):
         shutil.copyfile(src / name, bin_dir / name)
     torch.save(model.state_dict(), bin_dir / "pytorch_model.bin")
     from_bin = resolve_model(str(bin_dir), cache_dir=cache)
+    sharded = resolve_model(str(tiny_llama_dir(tmp_path / "sharded", seed=1, max_shard_size="1MB")),
+                            cache_dir=cache)
+    c = load_tensors(sharded, read_manifest(sharded))
     a = load_tensors(from_st, read_manifest(from_st))
     b = load_tensors(from_bin, read_manifest(from_bin))
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    assert a.keys() == c.keys() and all(torch.equal(a[k], c[k]) for k in a)
     assert read_manifest(from_bin).source["kind"] == "hf-dir"
-    print(f"{len(a)} native tensors identical from .safetensors and .bin")
+    print(f"{len(a)} native tensors identical from one .safetensors, shards and .bin")
 
 
 def test_an_edited_local_source_is_converted_again(tmp_path):
