@@ -100,17 +100,21 @@ class Int4Linear(nn.Module):
     def from_linear(cls, linear: nn.Linear, group_size: int = 32) -> "Int4Linear":
         w = linear.weight.detach()
         n, k = w.shape
+        on_cpu = w.device.type == "cpu"
+        sz_dtype = w.dtype if on_cpu else torch.bfloat16
         scales, zeros = _group_qparams(w, group_size)
+        # Codes are chosen against the scales and zeros as stored (rounded to sz_dtype): the
+        # kernel reconstructs with those, and weights that were 4-bit already (a Q4_1 GGUF)
+        # then come back exactly.
+        scales, zeros = scales.to(sz_dtype).float(), zeros.to(sz_dtype).float()
         lo = zeros - scales * 8.0
         q = ((w.float().reshape(n, -1, group_size) - lo[..., None]) / scales[..., None])
         q = q.round().clamp_(0, 15).to(torch.int32).reshape(n, k)
-        if w.device.type == "cpu":
+        if on_cpu:
             packed = torch.ops.aten._convert_weight_to_int4pack_for_cpu(q, 1)
-            sz_dtype = w.dtype
         else:
             q_uint8 = (q[:, ::2] << 4 | q[:, 1::2]).to(torch.uint8)
             packed = torch.ops.aten._convert_weight_to_int4pack(q_uint8, 8)
-            sz_dtype = torch.bfloat16
         # [K/g, N, 2]: scale and zero of each group of each output row.
         sz = torch.stack([scales, zeros], dim=2).transpose(0, 1).contiguous().to(sz_dtype)
         bias = None if linear.bias is None else linear.bias.detach()
@@ -150,9 +154,22 @@ def _replace_linears(model: nn.Module, make: Callable[[nn.Linear], nn.Module | N
     return count
 
 
+def _untie_output(model: nn.Module) -> None:
+    """Give a tied output head (`output is None`: logits = x @ tok_embeddings.weight.T) its own
+    `nn.Linear` over the same tensor, so it is quantized like every other matmul. The embedding
+    table itself stays in floating point for lookups; the quantized head is a second, smaller
+    copy (SmolLM2: the head is a fifth of all weight bytes read per token)."""
+    if getattr(model, "output", "absent") is None and hasattr(model, "tok_embeddings"):
+        weight = model.tok_embeddings.weight
+        head = nn.Linear(weight.shape[1], weight.shape[0], bias=False, device="meta")
+        head.weight = weight
+        model.output = head
+
+
 @torch.no_grad()
 def quantize_int8(model: nn.Module) -> nn.Module:
-    """Swap every `nn.Linear` of `model` for `Int8Linear` in place; return `model`."""
+    """Swap every `nn.Linear` of `model` (the output head included) for `Int8Linear` in place."""
+    _untie_output(model)
     _replace_linears(model, Int8Linear.from_linear)
     return model
 
@@ -162,6 +179,7 @@ def quantize_int4(model: nn.Module, group_size: int = 32) -> nn.Module:
     """Swap every `nn.Linear` whose shape the int4 kernels take for `Int4Linear`; others stay."""
     if group_size not in INT4_GROUP_SIZES:
         raise DeviceError(f"int4 group size must be one of {INT4_GROUP_SIZES}, not {group_size}.")
+    _untie_output(model)
     _replace_linears(
         model,
         lambda lin: Int4Linear.from_linear(lin, group_size)
@@ -185,6 +203,7 @@ def weight_bytes(model: nn.Module) -> int:
     scales included, KV cache and rope tables excluded) minus the embedding table, which a token
     reads one row of (gpt-fast's `model_size`). A tied output head is a full read, so it counts."""
     tied = getattr(getattr(model, "config", None), "tie_word_embeddings", False)
+    tied = tied and getattr(model, "output", None) is None  # else the head has its own tensor
     total, seen = 0, set()
     for name, t in model.state_dict().items():
         if t.data_ptr() in seen:

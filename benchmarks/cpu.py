@@ -1,0 +1,396 @@
+"""CPU benchmark: Quill vs Hugging Face transformers vs llama.cpp on the same SmolLM2 GGUF.
+
+    python benchmarks/cpu.py                       # everything, writes benchmarks/results/cpu-*.json
+    python benchmarks/cpu.py --stages quill,agreement --out /tmp/x.json
+
+Stages (each recorded in the JSON, errors included, the file rewritten after each):
+    llamacpp   llama-cpp-python 0.3.36 built from source in its own venv (`bench_venv.py`)
+    hf         transformers loading the GGUF itself (dequantized, float32, eager)
+    quill      the engine as `Engine.load` gives it (float32 on the CPU), and the fast path
+               (bfloat16 activations, int4 weights, compiled decode; int8 too)
+    agreement  fast path vs float32: greedy continuations (32 tokens) of 10 prompts
+    server     `quill serve` over stdio: inline completions while "typing" a real Python file
+
+Numbers per engine: decode tok/s (short prompt, 128 tokens, stop tokens ignored), prefill time
+of 1,024 tokens (a real Python file), and a typing replay at the engine level (512-token prefix,
++8 tokens per request, 32 new tokens, prefix reuse). The machine is shared: before each timed
+part the script waits (up to a minute) for the CPU to be idle and records how busy it was.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import sysconfig
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import torch  # noqa: E402
+
+from bench_venv import ensure_llama_cpp  # noqa: E402
+from common import REPO_ROOT, RESULTS_DIR, ResultLog, environment  # noqa: E402
+from runtime.bench import percentile  # noqa: E402
+
+STAGES = ("llamacpp", "hf", "quill", "agreement", "server")
+DECODE_TOKENS, PREFILL_TOKENS = 128, 1024
+TYPING = {"start": 512, "step": 8, "requests": 20, "new_tokens": 32}
+FAST_MAX_SEQ = 2048  # the fast path's KV cache: chat (1,500 + 512) and completions fit
+
+
+def cpu_busy(interval: float = 0.5) -> float:
+    """Fraction of all CPUs busy over `interval` (Linux /proc/stat; 0.0 elsewhere)."""
+    def read():
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+        return sum(v), v[3] + v[4]
+    try:
+        t1, i1 = read()
+        time.sleep(interval)
+        t2, i2 = read()
+    except OSError:
+        return 0.0
+    return 1 - (i2 - i1) / max(1, t2 - t1)
+
+
+def wait_quiet(threshold: float = 0.2, max_wait: float = 60.0) -> float:
+    """Wait until other processes leave the CPU mostly idle; return the last busy fraction."""
+    t0, busy = time.monotonic(), cpu_busy()
+    while busy > threshold and time.monotonic() - t0 < max_wait:
+        busy = cpu_busy()
+    return busy
+
+
+def test_assets():
+    sys.path.insert(0, str(REPO_ROOT))
+    from tests import assets
+
+    return assets
+
+
+def real_python_text() -> tuple[str, str]:
+    """A real, long Python file that every CPython install has."""
+    path = Path(sysconfig.get_paths()["stdlib"]) / "argparse.py"
+    return path.read_text(encoding="utf-8"), f"stdlib/argparse.py (Python {sys.version.split()[0]})"
+
+
+def checkpoint_for(gguf: Path, cache_dir: Path) -> Path:
+    from runtime.store import resolve_model
+
+    return resolve_model(str(gguf), cache_dir=cache_dir)
+
+
+# --- Quill -------------------------------------------------------------------------------------
+
+
+def load_quill(ckpt: Path, variant: str):
+    """variant: "default" (Engine.load as is), "fast-int4", "fast-int8", "bf16"."""
+    from runtime.compile import compile_model
+    from runtime.engine import Engine
+    from runtime.quantize import quantize
+
+    if variant == "default":
+        return Engine.load(ckpt, device="cpu")
+    engine = Engine.load(ckpt, device="cpu", precision="bfloat16", max_seq_length=FAST_MAX_SEQ)
+    if variant.startswith("fast-"):
+        quantize(engine.model, variant.removeprefix("fast-"))
+        engine.model = compile_model(engine.model)  # decode compiled; prefill stays eager on CPU
+    return engine
+
+
+def time_generate(engine, prompt: list[int], n: int) -> tuple[float, float]:
+    """(seconds to the first token, seconds for n tokens) from an empty cache, no stop ids."""
+    from runtime.bench import untokenized
+    from runtime.engine import GenerationConfig
+
+    bare = untokenized(engine)
+    times = []
+    for k in (1, n):
+        bare.reset()
+        t0 = time.perf_counter()
+        out = bare.generate(prompt, GenerationConfig(max_new_tokens=k))
+        times.append(time.perf_counter() - t0)
+        assert len(out.token_ids) == k
+    bare.reset()
+    return times[0], times[1]
+
+
+def engine_typing(engine, tokens: list[int]) -> list[float]:
+    """Engine-level typing replay with prefix reuse; latency of each request."""
+    from runtime.bench import untokenized
+    from runtime.engine import GenerationConfig
+
+    bare = untokenized(engine)
+    bare.reset()
+    lat = []
+    for i in range(TYPING["requests"]):
+        prompt = tokens[: TYPING["start"] + i * TYPING["step"]]
+        t0 = time.perf_counter()
+        bare.generate(prompt, GenerationConfig(max_new_tokens=TYPING["new_tokens"]))
+        lat.append(time.perf_counter() - t0)
+    bare.reset()
+    return lat
+
+
+def measure_quill(engine, prompts: dict, runs: int) -> dict:
+    time_generate(engine, prompts["decode"], 16)  # warm-up (compiles on a fresh process)
+    firsts, totals, busy = [], [], []
+    for _ in range(runs):
+        busy.append(wait_quiet())
+        first, total = time_generate(engine, prompts["decode"], DECODE_TOKENS)
+        firsts.append(first)
+        totals.append(total)
+    ttft, total = statistics.median(firsts), statistics.median(totals)
+    res = {"decode": {"ttft_s": ttft, "total_s": total, "new_tokens": DECODE_TOKENS,
+                      "decode_tok_s": (DECODE_TOKENS - 1) / (total - ttft), "runs_total_s": totals,
+                      "best_decode_tok_s": max((DECODE_TOKENS - 1) / (t - f) for f, t in zip(firsts, totals))}}
+    prefill = []
+    for _ in range(runs):
+        busy.append(wait_quiet())
+        prefill.append(time_generate(engine, prompts["prefill"], 1)[0])
+    res["prefill"] = {"tokens": len(prompts["prefill"]), "seconds": statistics.median(prefill), "runs_s": prefill}
+    busy.append(wait_quiet())
+    res["typing_engine"] = latency_summary(engine_typing(engine, prompts["typing"]))
+    res["cpu_busy_before_runs"] = busy
+    res["threads"] = torch.get_num_threads()
+    return res
+
+
+def latency_summary(lat: list[float]) -> dict:
+    rest = lat[1:]
+    return {"first_request_s": lat[0], "p50_s": percentile(rest, 0.5), "p90_s": percentile(rest, 0.9),
+            "latencies_s": lat}
+
+
+# --- peers ------------------------------------------------------------------------------------
+
+
+def measure_llamacpp(gguf: Path, prompts: dict, runs: int, threads: int) -> dict:
+    python = ensure_llama_cpp(log=lambda m: print(f"[bench] {m}", flush=True))
+    job = {"gguf": str(gguf), "threads": threads, "n_ctx": FAST_MAX_SEQ, "runs": runs,
+           "decode_prompt": prompts["decode"], "new_tokens": DECODE_TOKENS,
+           "prefill_prompt": prompts["prefill"], "typing": {"tokens": prompts["typing"], **TYPING}}
+    busy = wait_quiet()
+    proc = subprocess.run([str(python), str(Path(__file__).with_name("llamacpp_child.py"))],
+                          input=json.dumps(job), capture_output=True, text=True, timeout=900)
+    if proc.returncode != 0:
+        raise RuntimeError(f"llama.cpp child failed: {proc.stderr[-2000:]}")
+    res = json.loads(proc.stdout.strip().splitlines()[-1])
+    res["typing_engine"] = latency_summary(res["typing_engine"]["latencies_s"])
+    res["cpu_busy_before"] = busy
+    res["threads"] = threads
+    return res
+
+
+def measure_hf(gguf: Path, prompts: dict, runs: int) -> dict:
+    """transformers' own GGUF loader (dequantized to float32), eager, greedy."""
+    import transformers
+
+    model = transformers.AutoModelForCausalLM.from_pretrained(
+        str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32).eval()
+    model.generation_config.eos_token_id = None
+
+    def gen(prompt, n):
+        ids = torch.tensor([prompt])
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            model.generate(ids, attention_mask=torch.ones_like(ids), max_new_tokens=n, min_new_tokens=n,
+                           do_sample=False, pad_token_id=0)
+        return time.perf_counter() - t0
+
+    n = 32  # eager transformers is slow here: fewer tokens, same per-token rate
+    gen(prompts["decode"], 4)
+    busy = [wait_quiet()]
+    first = statistics.median([gen(prompts["decode"], 1) for _ in range(runs)])
+    total = statistics.median([gen(prompts["decode"], n) for _ in range(runs)])
+    busy.append(wait_quiet())
+    prefill = [gen(prompts["prefill"], 1) for _ in range(max(1, runs - 1))]
+    return {"transformers": transformers.__version__, "dtype": "float32", "cpu_busy_before_runs": busy,
+            "decode": {"ttft_s": first, "total_s": total, "new_tokens": n, "decode_tok_s": (n - 1) / (total - first)},
+            "prefill": {"tokens": len(prompts["prefill"]), "seconds": statistics.median(prefill), "runs_s": prefill}}
+
+
+# --- agreement --------------------------------------------------------------------------------
+
+AGREEMENT_PROMPTS = [
+    "def fibonacci(n):\n",
+    "import os\n\ndef list_python_files(folder):\n",
+    "The capital of France is",
+    "class Stack:\n    def __init__(self):\n",
+    "Write a haiku about the sea.\n",
+    "for i in range(10):\n",
+    "# Read a JSON file and print its keys\nimport json\n",
+    "Once upon a time, in a small village,",
+    "SELECT name, email FROM users WHERE",
+    "def is_prime(n: int) -> bool:\n    \"\"\"Return True if n is prime.\"\"\"\n",
+]
+
+
+def greedy(engine, ids: list[int], n: int = 32) -> list[int]:
+    from runtime.bench import untokenized
+    from runtime.engine import GenerationConfig
+
+    bare = untokenized(engine)
+    bare.reset()
+    return bare.generate(ids, GenerationConfig(max_new_tokens=n)).token_ids
+
+
+def agreement(reference, candidate, tokenizer) -> dict:
+    """Per prompt: do the 32-token greedy continuations match exactly; how long is the common
+    prefix. Also the share of the 32 positions equal (a softer view)."""
+    rows = []
+    for text in AGREEMENT_PROMPTS:
+        ids = ([tokenizer.bos_id] if tokenizer.add_bos and tokenizer.bos_id is not None else []) + tokenizer.encode(text)
+        ref, got = greedy(reference, ids), greedy(candidate, ids)
+        common = next((i for i, (a, b) in enumerate(zip(ref, got)) if a != b), min(len(ref), len(got)))
+        rows.append({"prompt": text, "identical": ref == got, "common_prefix": common,
+                     "reference": tokenizer.decode(ref), "candidate": tokenizer.decode(got)})
+    return {"identical_fraction": sum(r["identical"] for r in rows) / len(rows),
+            "mean_common_prefix_fraction": sum(r["common_prefix"] for r in rows) / (32 * len(rows)),
+            "rows": rows}
+
+
+# --- the real server ------------------------------------------------------------------------
+
+
+async def server_typing(ckpt: Path, text: str, precision: str, workdir: Path) -> dict:
+    """Type a real Python file into `quill serve` and time each inline completion (client side)."""
+    from lsprotocol import types
+
+    from lsp_server.drive import Session
+    from runtime.tokenizer import load_tokenizer
+
+    tok = load_tokenizer(ckpt)
+    ids = tok.encode(text)
+    # The cursor starts after a 512-token prefix; each request types the next 8 tokens' text.
+    cuts = [len(tok.decode(ids[: TYPING["start"] + i * TYPING["step"]])) for i in range(TYPING["requests"])]
+    session = Session(lambda d: None, lambda t: None)
+    flags = ["--checkpoint_path", str(ckpt), "--device", "cpu", "--precision", precision,
+             "--data_dir", str(workdir / "data"), "--disable_history"]
+    t_start = time.perf_counter()
+    await session.start(flags, workdir)
+    status = await session.wait_ready()
+    ready_s = time.perf_counter() - t_start
+    settings = {"completion": {"maxTokens": TYPING["new_tokens"], "contextTokens": TYPING["start"] + 256}}
+    session.client.workspace_did_change_configuration(types.DidChangeConfigurationParams(settings={"quill": settings}))
+    uri = (workdir / "replay.py").as_uri()
+    lat, texts = [], []
+    try:
+        for i, cut in enumerate(cuts):
+            doc = text[:cut]
+            if i == 0:
+                session.open(uri, doc)
+            else:
+                session.client.text_document_did_change(types.DidChangeTextDocumentParams(
+                    text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=i + 1),
+                    content_changes=[types.TextDocumentContentChangeWholeDocument(text=doc)]))
+            line = doc.count("\n")
+            character = len(doc) - (doc.rfind("\n") + 1)
+            busy = wait_quiet(max_wait=20)
+            t0 = time.perf_counter()
+            suggestion = await session.inline_completion(uri, line, character)
+            lat.append(time.perf_counter() - t0)
+            texts.append({"busy": round(busy, 2), "suggestion": suggestion})
+    finally:
+        await session.stop()
+    return {"model_ready_s": ready_s, "status": status, "precision_setting": precision,
+            **latency_summary(lat), "suggestions": texts}
+
+
+# --- main -------------------------------------------------------------------------------------
+
+
+def build_prompts(ckpt: Path) -> dict:
+    from runtime.tokenizer import load_tokenizer
+
+    tok = load_tokenizer(ckpt)
+    text, source = real_python_text()
+    ids = tok.encode(text)
+    need = TYPING["start"] + TYPING["step"] * TYPING["requests"]
+    return {"decode": tok.encode("def quicksort(arr):\n"), "prefill": ids[:PREFILL_TOKENS],
+            "typing": ids[:need], "source": source, "text": text}
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--stages", default=",".join(STAGES), help=f"comma-separated: {', '.join(STAGES)}")
+    p.add_argument("--quill-variants", default="default,fast-int4,fast-int8")
+    p.add_argument("--runs", type=int, default=3)
+    p.add_argument("--threads", type=int, default=os.cpu_count() or 2)
+    p.add_argument("--server-precision", default="auto")
+    p.add_argument("--out", default=str(RESULTS_DIR / f"cpu-{time.strftime('%Y%m%d-%H%M%S')}.json"))
+    p.add_argument("--budget", type=float, default=3600.0)
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    stages = set(args.stages.split(","))
+    torch.set_num_threads(args.threads)
+    gguf = test_assets().smollm2_gguf()
+    cache = Path(tempfile.mkdtemp(prefix="quill-cpu-bench-"))
+    log = ResultLog(Path(args.out), args.budget, {"kind": "cpu", "environment": environment(), "engines": {}})
+    with log.stage("convert") as r:
+        ckpt = checkpoint_for(gguf, cache / "models")
+        prompts = build_prompts(ckpt)
+        r.update(gguf=gguf.name, prompt_source=prompts["source"], prefill_tokens=len(prompts["prefill"]))
+    engines = log.data["engines"]
+    if "llamacpp" in stages:
+        with log.stage("llamacpp") as r:
+            engines["llama.cpp"] = measure_llamacpp(gguf, prompts, args.runs, args.threads)
+            r.update(summarize(engines["llama.cpp"]))
+    if "hf" in stages:
+        with log.stage("hf") as r:
+            engines["transformers"] = measure_hf(gguf, prompts, args.runs)
+            r.update(summarize(engines["transformers"]))
+    loaded = {}
+    for variant in args.quill_variants.split(","):
+        if "quill" not in stages and not ("agreement" in stages and variant in ("default", "fast-int4")):
+            continue
+        with log.stage(f"quill-{variant}") as r:
+            t0 = time.perf_counter()
+            loaded[variant] = load_quill(ckpt, variant)
+            r["load_s"] = time.perf_counter() - t0
+            if "quill" in stages:
+                engines[f"quill-{variant}"] = measure_quill(loaded[variant], prompts, args.runs)
+                r.update(summarize(engines[f"quill-{variant}"]))
+    if "agreement" in stages:
+        for variant in [v for v in loaded if v != "default"]:
+            with log.stage(f"agreement-{variant}") as r:
+                res = agreement(loaded["default"], loaded[variant], loaded["default"].tokenizer)
+                log.data.setdefault("agreement", {})[variant] = res
+                r.update(identical_fraction=res["identical_fraction"])
+    loaded.clear()
+    if "server" in stages:
+        with log.stage("server") as r:
+            work = Path(tempfile.mkdtemp(prefix="quill-cpu-server-"))
+            res = asyncio.run(server_typing(ckpt, prompts["text"], args.server_precision, work))
+            log.data["server"] = res
+            r.update({k: res[k] for k in ("model_ready_s", "p50_s", "p90_s")})
+    log.data["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    log.flush()
+    print(f"[bench] wrote {args.out}")
+    return 0
+
+
+def summarize(res: dict) -> dict:
+    out = {}
+    if "decode" in res:
+        out["decode_tok_s"] = res["decode"]["decode_tok_s"]
+    if "prefill" in res:
+        out["prefill_s"] = res["prefill"]["seconds"]
+    if "typing_engine" in res:
+        out["typing_p50_s"] = res["typing_engine"]["p50_s"]
+        out["typing_p90_s"] = res["typing_engine"]["p90_s"]
+    return out
+
+
+if __name__ == "__main__":
+    sys.exit(main())
