@@ -267,6 +267,8 @@ class ChatTurn:
             temperature=s.chat.temperature,
             top_k=s.chat.top_k,
             stop_ids=frozenset(tokenizer.stop_ids),
+            # Built-in formats without an end-of-turn token (Phi-2) end on a string instead.
+            stop_strings=loaded.chat_format.stop_strings,
         )
         result = self.host.generate(job, ids, gen, on_text=self.send)
         if self.store is not None:
