@@ -91,7 +91,8 @@ def checkpoint_for(gguf: Path, cache_dir: Path) -> Path:
 
 
 def load_quill(ckpt: Path, variant: str):
-    """variant: "default" (Engine.load as is), "fast-int4", "fast-int8", "bf16"."""
+    """variant: "default" (Engine.load as is), "bf16", or "fast-<mode>" (bf16 activations,
+    `runtime.quantize` mode: int4, int4-f32head, int8; decode compiled)."""
     from runtime.compile import compile_model
     from runtime.engine import Engine
     from runtime.quantize import quantize
@@ -321,7 +322,7 @@ def build_prompts(ckpt: Path) -> dict:
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--stages", default=",".join(STAGES), help=f"comma-separated: {', '.join(STAGES)}")
-    p.add_argument("--quill-variants", default="default,fast-int4,fast-int8")
+    p.add_argument("--quill-variants", default="default,fast-int4-f32head,fast-int4,fast-int8,bf16")
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--threads", type=int, default=os.cpu_count() or 2)
     p.add_argument("--server-precision", default="auto")
@@ -352,7 +353,7 @@ def main(argv=None) -> int:
             r.update(summarize(engines["transformers"]))
     loaded = {}
     for variant in args.quill_variants.split(","):
-        if "quill" not in stages and not ("agreement" in stages and variant in ("default", "fast-int4")):
+        if "quill" not in stages and "agreement" not in stages:
             continue
         with log.stage(f"quill-{variant}") as r:
             t0 = time.perf_counter()

@@ -141,6 +141,23 @@ class Int4Linear(nn.Module):
                 f"int4 group_size={self.group_size}")
 
 
+class Float32Head(nn.Module):
+    """Output head computing logits in float32 from a float32 copy of its weight.
+
+    In a bfloat16 model, bf16 logits have a resolution of ~0.1 at typical magnitudes, so greedy
+    decoding flips between near-tied tokens; measured on SmolLM2 (benchmarks/cpu.py), a float32
+    head is what keeps int4 as close to float32 as plain bfloat16 is. It costs one float32 read
+    of the head per token."""
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor | None):
+        super().__init__()
+        self.register_buffer("weight", weight.detach().float(), persistent=True)
+        self.register_buffer("bias", None if bias is None else bias.detach().float(), persistent=True)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x.float(), self.weight, self.bias)  # [B, S, V] float32
+
+
 def _replace_linears(model: nn.Module, make: Callable[[nn.Linear], nn.Module | None]) -> int:
     """Replace every `nn.Linear` below `model` with `make(linear)` (None keeps it); count swaps."""
     count = 0
@@ -175,11 +192,14 @@ def quantize_int8(model: nn.Module) -> nn.Module:
 
 
 @torch.no_grad()
-def quantize_int4(model: nn.Module, group_size: int = 32) -> nn.Module:
-    """Swap every `nn.Linear` whose shape the int4 kernels take for `Int4Linear`; others stay."""
+def quantize_int4(model: nn.Module, group_size: int = 32, *, float32_head: bool = False) -> nn.Module:
+    """Swap every `nn.Linear` whose shape the int4 kernels take for `Int4Linear`; others stay.
+    With `float32_head`, the output head becomes a `Float32Head` instead (greedy fidelity)."""
     if group_size not in INT4_GROUP_SIZES:
         raise DeviceError(f"int4 group size must be one of {INT4_GROUP_SIZES}, not {group_size}.")
     _untie_output(model)
+    if float32_head and isinstance(getattr(model, "output", None), nn.Linear):
+        model.output = Float32Head(model.output.weight, model.output.bias)
     _replace_linears(
         model,
         lambda lin: Int4Linear.from_linear(lin, group_size)
@@ -189,9 +209,12 @@ def quantize_int4(model: nn.Module, group_size: int = 32) -> nn.Module:
 
 
 def quantize(model: nn.Module, mode: str) -> nn.Module:
-    """Apply a weight-only scheme by name: "int8", "int4" (group 32) or "int4-g<N>"."""
+    """Apply a weight-only scheme by name: "int8", "int4" (group 32), "int4-g<N>", or
+    "int4-f32head" (int4 with a float32 output head: the CPU fast path)."""
     if mode == "int8":
         return quantize_int8(model)
+    if mode == "int4-f32head":
+        return quantize_int4(model, 32, float32_head=True)
     if mode == "int4" or mode.startswith("int4-g"):
         group = 32 if mode == "int4" else int(mode.removeprefix("int4-g"))
         return quantize_int4(model, group)
