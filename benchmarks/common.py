@@ -218,24 +218,23 @@ class HFRunner:
 
     def __init__(self, model, *, static: bool, cache_len: int, device: str):
         self.model, self.static, self.device = model, static, device
-        self.cache = None
+        self.cache = self.compile_config = None
         if static:
-            from transformers import StaticCache
+            from transformers import CompileConfig, StaticCache
 
             self.cache = StaticCache(config=model.config, max_cache_len=cache_len)
+            # One config object for every call: transformers re-wraps the forward when it changes.
+            self.compile_config = CompileConfig(fullgraph=True, mode="reduce-overhead")
+            if not str(device).startswith("cuda"):
+                self.compile_config._compile_all_devices = True  # CPU smoke test: compiled path too
 
     def generate(self, prompt: list[int], new_tokens: int):
         ids = torch.tensor([prompt], device=self.device)
         kwargs = dict(max_new_tokens=new_tokens, min_new_tokens=new_tokens, do_sample=False,
                       attention_mask=torch.ones_like(ids))
         if self.static:
-            from transformers import CompileConfig
-
             self.cache.reset()
-            config = CompileConfig(fullgraph=True, mode="reduce-overhead")
-            if not str(self.device).startswith("cuda"):
-                config._compile_all_devices = True  # the CPU smoke test runs the compiled path too
-            kwargs.update(past_key_values=self.cache, compile_config=config)
+            kwargs.update(past_key_values=self.cache, compile_config=self.compile_config)
         with torch.no_grad():
             out = self.model.generate(ids, **kwargs)
         produced = out.shape[1] - ids.shape[1]

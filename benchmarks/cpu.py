@@ -191,11 +191,18 @@ def measure_llamacpp(gguf: Path, prompts: dict, runs: int, threads: int) -> dict
 
 
 def measure_hf(gguf: Path, prompts: dict, runs: int) -> dict:
-    """transformers' own GGUF loader (dequantized to float32), eager, greedy."""
+    """transformers' own GGUF reader (dequantized to float32), eager, greedy. The steps of
+    `from_pretrained(..., gguf_file=)` without its `accelerate` requirement (as the store tests do)."""
     import transformers
+    from transformers.modeling_gguf_pytorch_utils import load_gguf_checkpoint
 
-    model = transformers.AutoModelForCausalLM.from_pretrained(
-        str(gguf.parent), gguf_file=gguf.name, dtype=torch.float32).eval()
+    config = dict(load_gguf_checkpoint(str(gguf))["config"])
+    config = transformers.AutoConfig.for_model(config.pop("model_type"), **config)
+    model = transformers.AutoModelForCausalLM.from_config(config, dtype=torch.float32).eval()
+    tensors = load_gguf_checkpoint(str(gguf), return_tensors=True, model_to_load=model)["tensors"]
+    model.load_state_dict(tensors, strict=False)
+    if config.tie_word_embeddings:
+        model.tie_weights()
     model.generation_config.eos_token_id = None
 
     def gen(prompt, n):
