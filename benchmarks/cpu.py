@@ -6,8 +6,9 @@
 Stages (each recorded in the JSON, errors included, the file rewritten after each):
     llamacpp   llama-cpp-python 0.3.36 built from source in its own venv (`bench_venv.py`)
     hf         transformers loading the GGUF itself (dequantized, float32, eager)
-    quill      the engine as `Engine.load` gives it (float32 on the CPU), and the fast path
-               (bfloat16 activations, int4 weights, compiled decode; int8 too)
+    quill      the engine as `Engine.load` gives it (float32 on the CPU), and the fast paths
+               (bfloat16 activations, compiled decode; int4 weights with a head whose top-8
+               logits are recomputed in float32 = "fast-int4-rescored"; int4, int8, bf16 too)
     agreement  fast path vs float32: greedy continuations (32 tokens) of 10 prompts
     server     `quill serve` over stdio: inline completions while "typing" a real Python file
 
@@ -92,7 +93,7 @@ def checkpoint_for(gguf: Path, cache_dir: Path) -> Path:
 
 def load_quill(ckpt: Path, variant: str):
     """variant: "default" (Engine.load as is), "bf16", or "fast-<mode>" (bf16 activations,
-    `runtime.quantize` mode: int4, int4-f32head, int8; decode compiled)."""
+    `runtime.quantize` mode: int4-rescored, int4, int4-f32head, int8; decode compiled)."""
     from runtime.compile import compile_model
     from runtime.engine import Engine
     from runtime.quantize import quantize
@@ -280,14 +281,13 @@ async def server_typing(ckpt: Path, text: str, precision: str, workdir: Path) ->
     # The cursor starts after a 512-token prefix; each request types the next 8 tokens' text.
     cuts = [len(tok.decode(ids[: TYPING["start"] + i * TYPING["step"]])) for i in range(TYPING["requests"])]
     session = Session(lambda d: None, lambda t: None)
-    flags = ["--checkpoint_path", str(ckpt), "--device", "cpu", "--precision", precision,
-             "--data_dir", str(workdir / "data"), "--disable_history"]
+    settings = {"checkpointPath": str(ckpt), "device": "cpu", "precision": precision, "history": False,
+                "dataDir": str(workdir / "data"),
+                "completion": {"maxTokens": TYPING["new_tokens"], "contextTokens": TYPING["start"] + 256}}
     t_start = time.perf_counter()
-    await session.start(flags, workdir)
+    await start_server(session, {"quill": settings}, workdir)
     status = await session.wait_ready()
     ready_s = time.perf_counter() - t_start
-    settings = {"completion": {"maxTokens": TYPING["new_tokens"], "contextTokens": TYPING["start"] + 256}}
-    session.client.workspace_did_change_configuration(types.DidChangeConfigurationParams(settings={"quill": settings}))
     uri = (workdir / "replay.py").as_uri()
     lat, texts = [], []
     try:
@@ -312,6 +312,21 @@ async def server_typing(ckpt: Path, text: str, precision: str, workdir: Path) ->
             **latency_summary(lat), "suggestions": texts}
 
 
+async def start_server(session, options: dict, workdir: Path) -> None:
+    """`Session.start` of `lsp_server.drive`, with initializationOptions (the editor's way)."""
+    from lsprotocol import types
+
+    from lsp_server.drive import CAPABILITIES
+
+    await session.client.start_io(sys.executable, "-P", "-m", "lsp_server.cli", "serve")
+    session._stderr_task = asyncio.ensure_future(session._drain_stderr())
+    folder = types.WorkspaceFolder(uri=workdir.as_uri(), name=workdir.name)
+    await session.client.initialize_async(types.InitializeParams(
+        capabilities=CAPABILITIES, workspace_folders=[folder], root_uri=folder.uri,
+        initialization_options=options))
+    session.client.initialized(types.InitializedParams())
+
+
 # --- main -------------------------------------------------------------------------------------
 
 
@@ -329,7 +344,7 @@ def build_prompts(ckpt: Path) -> dict:
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--stages", default=",".join(STAGES), help=f"comma-separated: {', '.join(STAGES)}")
-    p.add_argument("--quill-variants", default="default,fast-int4-f32head,fast-int4,fast-int8,bf16")
+    p.add_argument("--quill-variants", default="default,fast-int4-rescored,fast-int4-f32head,fast-int4,fast-int8,bf16")
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--threads", type=int, default=os.cpu_count() or 2)
     p.add_argument("--server-precision", default="auto")

@@ -158,6 +158,29 @@ class Float32Head(nn.Module):
         return F.linear(x.float(), self.weight, self.bias)  # [B, S, V] float32
 
 
+class RescoredHead(nn.Module):
+    """A fast (quantized) output head whose top-k logits are recomputed in float32.
+
+    Greedy decoding only needs the order of the best few logits right. The quantized head gives
+    all logits cheaply; the `k` best are then recomputed as float32 dot products with the
+    floating-point embedding rows (a tied head's own table), a few thousand multiply-adds per
+    token. Measured on SmolLM2: int4 head alone keeps 1 of 10 float32 continuations, a float32
+    head 7 of 10 at 30% less speed; this aims for the second at the speed of the first."""
+
+    def __init__(self, head: nn.Module, weight: torch.Tensor, k: int = 8):
+        super().__init__()
+        self.head = head
+        self.table = weight  # [V, D] floating point, shared with the embedding (not a copy)
+        self.k = k
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        logits = self.head(x).float()  # [B, S, V]
+        top = logits.topk(self.k, dim=-1).indices  # [B, S, k]
+        rows = self.table[top].float()  # [B, S, k, D]
+        exact = torch.einsum("bsd,bskd->bsk", x.float(), rows)
+        return logits.scatter(-1, top, exact)
+
+
 def _replace_linears(model: nn.Module, make: Callable[[nn.Linear], nn.Module | None]) -> int:
     """Replace every `nn.Linear` below `model` with `make(linear)` (None keeps it); count swaps."""
     count = 0
@@ -192,9 +215,12 @@ def quantize_int8(model: nn.Module) -> nn.Module:
 
 
 @torch.no_grad()
-def quantize_int4(model: nn.Module, group_size: int = 32, *, float32_head: bool = False) -> nn.Module:
+def quantize_int4(
+    model: nn.Module, group_size: int = 32, *, float32_head: bool = False, rescore: bool = False
+) -> nn.Module:
     """Swap every `nn.Linear` whose shape the int4 kernels take for `Int4Linear`; others stay.
-    With `float32_head`, the output head becomes a `Float32Head` instead (greedy fidelity)."""
+    With `float32_head`, the output head becomes a `Float32Head` instead; with `rescore`, the
+    int4 head's top logits are recomputed in float32 (`RescoredHead`; tied heads only)."""
     if group_size not in INT4_GROUP_SIZES:
         raise DeviceError(f"int4 group size must be one of {INT4_GROUP_SIZES}, not {group_size}.")
     _untie_output(model)
@@ -205,16 +231,22 @@ def quantize_int4(model: nn.Module, group_size: int = 32, *, float32_head: bool 
         lambda lin: Int4Linear.from_linear(lin, group_size)
         if Int4Linear.supports(lin, group_size) else None,
     )
+    tied = getattr(getattr(model, "config", None), "tie_word_embeddings", False)
+    if rescore and tied and isinstance(getattr(model, "output", None), Int4Linear):
+        model.output = RescoredHead(model.output, model.tok_embeddings.weight)
     return model
 
 
 def quantize(model: nn.Module, mode: str) -> nn.Module:
     """Apply a weight-only scheme by name: "int8", "int4" (group 32), "int4-g<N>", or
-    "int4-f32head" (int4 with a float32 output head: the CPU fast path)."""
+    "int4-f32head" (int4 with a float32 output head), "int4-rescored" (int4 head whose top-8
+    logits are recomputed in float32: the CPU fast path)."""
     if mode == "int8":
         return quantize_int8(model)
     if mode == "int4-f32head":
         return quantize_int4(model, 32, float32_head=True)
+    if mode == "int4-rescored":
+        return quantize_int4(model, 32, rescore=True)
     if mode == "int4" or mode.startswith("int4-g"):
         group = 32 if mode == "int4" else int(mode.removeprefix("int4-g"))
         return quantize_int4(model, group)

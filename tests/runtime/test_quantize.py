@@ -147,13 +147,14 @@ def test_unknown_mode_and_group_size_are_user_errors():
 
 
 @pytest.mark.slow
-def test_real_smollm2_int4_is_as_faithful_to_float32_as_bfloat16(tmp_path_factory):
+def test_real_smollm2_fast_path_is_as_faithful_to_float32_as_bfloat16(tmp_path_factory):
     """Issue 8's check on the real weights: 32 greedy tokens of 10 prompts, fast path vs float32.
 
-    SmolLM2's near-tied logits make bfloat16 activations alone diverge from float32 on about half
-    of the prompts (measured: 4-5 of 10 identical); the int4 weights (its GGUF is Q4_1, so group-32
-    int4 is nearly exact) with a float32 head must not lose more than one prompt on top of that.
-    Plain int4 with a quantized head loses several (measured 1-2 of 10), so this can fail."""
+    SmolLM2's near-tied logits make bfloat16 activations alone diverge from float32 on part of
+    the prompts (measured 4-6 of 10 identical, depending on the cache length); the fast path
+    (int4 weights - its GGUF is Q4_1, so group-32 int4 is nearly exact - and a head whose top
+    logits are recomputed in float32) must not lose more than one prompt on top of that
+    (measured 8 of 10). Plain int4 with a quantized head keeps 1 of 10, so this can fail."""
     from runtime.bench import untokenized
     from runtime.engine import Engine, GenerationConfig
     from runtime.store import resolve_model
@@ -166,7 +167,7 @@ def test_real_smollm2_int4_is_as_faithful_to_float32_as_bfloat16(tmp_path_factor
     ref = Engine.load(ckpt, device="cpu", precision="float32", max_seq_length=256)
     bf16 = Engine.load(ckpt, device="cpu", precision="bfloat16", max_seq_length=256)
     fast = Engine.load(ckpt, device="cpu", precision="bfloat16", max_seq_length=256)
-    quantize(fast.model, "int4-f32head")
+    quantize(fast.model, "int4-rescored")
 
     def run(engine, ids):
         return untokenized(engine).generate(ids, GenerationConfig(max_new_tokens=32)).token_ids
@@ -187,3 +188,25 @@ def sys_path_benchmarks():
     folder = str(Path(__file__).resolve().parents[2] / "benchmarks")
     if folder not in sys.path:
         sys.path.insert(0, folder)
+
+
+@torch.no_grad()
+def test_rescored_head_recomputes_the_top_logits_in_float32():
+    """The int4 head only picks candidates; their logits are exact float32 dot products with the
+    bfloat16 table, so the greedy choice is the float one whenever it is among the candidates."""
+    from runtime.quantize import RescoredHead
+
+    torch.manual_seed(5)
+    table = (torch.randn(512, 64) * 0.5).bfloat16()  # [V, D], like a tied embedding
+    head = nn.Linear(64, 512, bias=False).bfloat16()
+    head.weight = nn.Parameter(table)
+    rescored = RescoredHead(Int4Linear.from_linear(head, 32), table, k=8)
+    x = torch.randn(1, 3, 64).bfloat16()
+    got = rescored(x)
+    exact = x.float() @ table.float().T  # [1, 3, V]
+    plain = rescored.head(x).float()  # int4 logits: they choose the candidates
+    top = plain.topk(8, dim=-1).indices
+    assert got.dtype == torch.float32
+    torch.testing.assert_close(got.gather(-1, top), exact.gather(-1, top), rtol=1e-5, atol=1e-5)
+    assert torch.equal(got.argmax(-1), exact.argmax(-1))
+    assert not torch.equal(plain.gather(-1, top), exact.gather(-1, top))
