@@ -82,7 +82,8 @@ def cpu_chart(data: dict, out: Path) -> None:
     axes[1].set_title("prefill of 1,024 tokens (lower is better)")
     typing = dict(engines)
     if data.get("server"):
-        typing["quill serve"] = {"typing_engine": data["server"]}
+        dtype = data["server"].get("status", {}).get("dtype", "?")
+        typing[f"quill serve ({dtype})"] = {"typing_engine": data["server"]}
     tnames = [n for n in typing if typing[n].get("typing_engine")]
     _bars(axes[2], tnames, {q: [typing[n]["typing_engine"].get(f"{q}_s", 0) * 1e3 for n in tnames]
                             for q in ("p50", "p90")}, "ms")
