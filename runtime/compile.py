@@ -36,6 +36,7 @@ from torch import Tensor, nn
 log = logging.getLogger(__name__)
 
 DEFAULT_PREFILL_BUCKETS = (16, 64, 256, 512, 1024, 2048, 4096)
+KV_STEP = 64  # off CUDA, attention reads the cache up to the next multiple of this
 
 
 def configure_compile_cache(cache_dir: str | os.PathLike) -> Path:
@@ -71,6 +72,10 @@ def _decode(model: nn.Module, idx: Tensor, input_pos: Tensor) -> Tensor:
     return model(idx, input_pos)  # [B, 1, V]
 
 
+def _decode_upto(model: nn.Module, idx: Tensor, input_pos: Tensor, kv_len: int) -> Tensor:
+    return model(idx, input_pos, kv_len=kv_len)  # [B, 1, V], attention over kv_len positions
+
+
 def _prefill(model: nn.Module, idx: Tensor, input_pos: Tensor) -> Tensor:
     return model(idx, input_pos, last_only=True)  # [B, 1, V]
 
@@ -97,6 +102,7 @@ class CompiledModel(nn.Module):
         decode: Callable,
         prefill: Callable | None,
         buckets: Sequence[int],
+        decode_upto: Callable | None = None,
     ):
         super().__init__()
         self.model = model
@@ -104,6 +110,10 @@ class CompiledModel(nn.Module):
         self._prefill = prefill
         self.buckets = tuple(sorted(buckets))
         self.compile_seconds = 0.0  # time spent in first calls (warm-up)
+        # Off CUDA there are no graphs to keep static and reading a position is free: attention
+        # then reads only the filled part of the cache, rounded up to KV_STEP positions.
+        self.sized = decode_upto is not None
+        self._decode_upto = decode_upto
 
     # What `generate()` and `Engine` read from the model.
     @property
@@ -124,6 +134,11 @@ class CompiledModel(nn.Module):
 
     def forward(self, idx: Tensor, input_pos: Tensor, *, last_only: bool = False) -> Tensor:
         seqlen = idx.shape[1]
+        if self.sized:
+            kv_len = min(-(-(int(input_pos[-1]) + 1) // KV_STEP) * KV_STEP, self.max_seq_length)
+            if seqlen == 1:
+                return self._decode_upto(self.model, idx, input_pos, kv_len)
+            return self.model(idx, input_pos, last_only=last_only, kv_len=kv_len)
         if seqlen == 1:
             # Outputs of a CUDA-graph replay are overwritten by the next replay: copy them out.
             return self._decode(self.model, idx, input_pos).clone()
@@ -156,11 +171,13 @@ def compile_model(
     cudagraphs: bool | None = None,
     compile_prefill: bool | None = None,
     buckets: Sequence[int] = DEFAULT_PREFILL_BUCKETS,
+    sized: bool | None = None,
 ) -> CompiledModel:
     """Wrap `model` (a `Transformer` with caches set up) in compiled steps.
 
-    Defaults follow the device: CUDA gets CUDA graphs for decode and compiled, bucketed prefill;
-    other devices get a compiled decode step and eager prefill. Compilation itself happens on
+    Defaults follow the device: CUDA gets CUDA graphs for decode and compiled, bucketed prefill
+    (fixed shapes: attention reads the whole cache); other devices get a compiled decode step
+    that reads the cache only up to the filled length (`sized`) and eager prefill. Compilation itself happens on
     the first call of each shape; call `warmup()` to do it up front.
     """
     _raise_recompile_limit()
@@ -170,11 +187,24 @@ def compile_model(
     compile_prefill = on_cuda if compile_prefill is None else compile_prefill
     mode = "reduce-overhead" if cudagraphs else None
     decode = torch.compile(_decode, mode=mode, fullgraph=True, dynamic=False)
+    decode_upto = None
+    sized = (not cudagraphs and _accepts_kv_len(model)) if sized is None else sized
+    if sized:
+        # kv_len changes every KV_STEP tokens: after the first change Dynamo compiles one graph
+        # with a symbolic length (automatic dynamic shapes), so this is two compiles in all.
+        decode_upto = torch.compile(_decode_upto, fullgraph=True)
+        compile_prefill = False
     prefill = None
     if compile_prefill:
         # No CUDA graphs for prefill: one graph per bucket would pin memory for each.
         prefill = torch.compile(_prefill, fullgraph=True, dynamic=False)
-    return CompiledModel(model, decode=decode, prefill=prefill, buckets=buckets)
+    return CompiledModel(model, decode=decode, prefill=prefill, buckets=buckets, decode_upto=decode_upto)
+
+
+def _accepts_kv_len(model: nn.Module) -> bool:
+    import inspect
+
+    return "kv_len" in inspect.signature(model.forward).parameters
 
 
 @torch.no_grad()
@@ -194,7 +224,10 @@ def warmup(model: CompiledModel, *, max_prompt: int | None = None, log_fn=log.in
         model(idx, torch.arange(n, device=device), last_only=True)
         log_fn(f"warm-up: prefill {n} tokens compiled after {time.perf_counter() - t0:.1f}s")
     token = torch.zeros(1, 1, dtype=torch.long, device=device)
-    for pos in range(3):  # CUDA graph trees record on the second/third call
+    positions = [0, 1, 2]  # CUDA graph trees record on the second/third call
+    if model.sized:  # a second cache length: the symbolic-length graph is compiled now too
+        positions += [p for p in (KV_STEP, 2 * KV_STEP) if p < model.max_seq_length]
+    for pos in positions:
         model(token, torch.tensor([pos], device=device))
     if device.type == "cuda":
         torch.cuda.synchronize(device)

@@ -77,17 +77,36 @@ def test_padded_prefill_gives_the_same_logits_and_continuation():
 
 
 @torch.no_grad()
-def test_compiled_decode_on_cpu_matches_eager_without_recompiling(monkeypatch):
+def test_compiled_decode_on_cpu_matches_eager_without_recompiling():
+    """Off CUDA the compiled step reads the cache up to the next multiple of KV_STEP; 80 new
+    tokens cross two such steps, which must neither change tokens nor recompile."""
+    import torch._dynamo
+
+    model = tiny_model(max_seq_length=256)
+    ref = greedy(model, PROMPT, n=80)
+    ref_longer = greedy(model, PROMPT + [9, 9, 31])
+    compiled = compile_model(model)
+    assert compiled.sized
+    warmup(compiled, log_fn=lambda msg: None)
+    with torch._dynamo.config.patch(error_on_recompile=True):
+        assert greedy(compiled, PROMPT, n=80) == ref
+        assert greedy(compiled, PROMPT + [9, 9, 31], start_pos=len(PROMPT)) == ref_longer
+
+
+@torch.no_grad()
+def test_compiled_bucketed_prefill_matches_eager():
+    """The fixed-shape path (CUDA's; forced here) pads prompts to buckets and reads the whole
+    cache; after warm-up nothing recompiles."""
     import torch._dynamo
 
     model = tiny_model()
     ref = greedy(model, PROMPT)
     ref_longer = greedy(model, PROMPT + [9, 9, 31])
-    compiled = compile_model(model, compile_prefill=True, buckets=(16,))
+    compiled = compile_model(model, compile_prefill=True, buckets=(16,), sized=False)  # CUDA's way
     warmup(compiled, log_fn=lambda msg: None)
-    monkeypatch.setattr(torch._dynamo.config, "error_on_recompile", True)
-    assert greedy(compiled, PROMPT) == ref
-    assert greedy(compiled, PROMPT + [9, 9, 31], start_pos=len(PROMPT)) == ref_longer
+    with torch._dynamo.config.patch(error_on_recompile=True):
+        assert greedy(compiled, PROMPT) == ref
+        assert greedy(compiled, PROMPT + [9, 9, 31], start_pos=len(PROMPT)) == ref_longer
 
 
 def test_configure_compile_cache_points_inductor_at_the_folder(tmp_path, monkeypatch):
@@ -104,7 +123,7 @@ def test_configure_compile_cache_points_inductor_at_the_folder(tmp_path, monkeyp
 
 @pytest.mark.gpu
 @torch.no_grad()
-def test_cuda_graph_decode_matches_eager_and_does_not_recompile(monkeypatch):
+def test_cuda_graph_decode_matches_eager_and_does_not_recompile():
     import torch._dynamo
 
     model = tiny_model("cuda", torch.float32, max_seq_length=256)
@@ -112,5 +131,5 @@ def test_cuda_graph_decode_matches_eager_and_does_not_recompile(monkeypatch):
     refs = [greedy(model, p) for p in prompts]
     compiled = compile_model(model, buckets=(16, 64))
     warmup(compiled, log_fn=lambda msg: None)
-    monkeypatch.setattr(torch._dynamo.config, "error_on_recompile", True)
-    assert [greedy(compiled, p) for p in prompts] == refs
+    with torch._dynamo.config.patch(error_on_recompile=True):
+        assert [greedy(compiled, p) for p in prompts] == refs
