@@ -1,4 +1,4 @@
-"""Runtime commands of the `quill` CLI: generate, pull, models, rm.
+"""Runtime commands of the `quill` CLI: generate, pull, models, rm, bench.
 
 `lsp_server/cli.py` builds the parser and calls `add_commands(subparsers)`; each command sets
 `handler(args) -> int`. Generated text is the only thing written to stdout by `generate`;
@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .bench import add_bench_command
 from .errors import QuillError
 from .progress import ProgressBars, format_bytes
 from .store.aliases import DEFAULT_ALIAS, describe_aliases
@@ -57,6 +58,7 @@ def add_commands(subparsers) -> None:
     rm.add_argument("model", help="name as `quill models` shows it, alias, repo id or path")
     _cache_arg(rm)
     rm.set_defaults(handler=cmd_rm)
+    add_bench_command(subparsers)
 
 
 def _cache_arg(parser: argparse.ArgumentParser) -> None:
