@@ -7,8 +7,10 @@ scale and zero per group of `group_size` inputs, packed for PyTorch's tinygemm k
 embedding table stays in floating point: a token reads one row of it, not the whole table.
 
 Kernels: on CPU `aten._weight_int8pack_mm` / `_weight_int4pack_mm_for_cpu` (AVX-512 where the
-CPU has it); on CUDA int8 is gpt-fast's `linear(x, w.to(x.dtype)) * scales`, which
-`torch.compile` fuses into one pass over the int8 weight, and int4 is `_weight_int4pack_mm`.
+CPU has it); on CUDA, batch-1 int8 goes through the Triton GEMV of `int8_gemv.py` (one read of
+each int8 weight; `linear(x, w.to(x.dtype)) * scales` was measured slower than bf16 there, since
+it writes a widened copy of the weight) and longer inputs use that dequantize-then-matmul path;
+int4 is `_weight_int4pack_mm`.
 Quantization happens on the device the weights already live on and never changes the
 activation dtype, so the rest of the model runs unchanged.
 """
@@ -22,6 +24,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import DeviceError
+from .int8_gemv import available as int8_gemv_available
+from .int8_gemv import int8_gemv
 
 INT4_GROUP_SIZES = (32, 64, 128, 256)
 
@@ -41,6 +45,7 @@ class Int8Linear(nn.Module):
         self.register_buffer("scales", scales, persistent=True)
         self.register_buffer("bias", bias, persistent=True)
         self.use_int8pack = _int8_kernel_available(weight.device)
+        self.use_int8_gemv = int8_gemv_available(weight.device)
 
     @classmethod
     def from_linear(cls, linear: nn.Linear) -> "Int8Linear":
@@ -54,7 +59,10 @@ class Int8Linear(nn.Module):
         return cls(q, scales.to(w.dtype), bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.use_int8pack and x.dtype in (torch.float32, torch.bfloat16, torch.float16):
+        if self.use_int8_gemv and x.numel() == self.in_features:
+            # Batch-1 decode on CUDA: read each int8 weight once (see int8_gemv.py).
+            y = int8_gemv(x.reshape(-1), self.weight, self.scales).reshape(*x.shape[:-1], self.out_features)
+        elif self.use_int8pack and x.dtype in (torch.float32, torch.bfloat16, torch.float16):
             shape = x.shape
             y = torch.ops.aten._weight_int8pack_mm(
                 x.reshape(-1, shape[-1]), self.weight, self.scales.to(x.dtype)
