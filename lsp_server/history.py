@@ -11,6 +11,7 @@ oldest pair first; the clipping happens in `runtime.prompts.build_chat_prompt`.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import sqlite3
@@ -22,7 +23,8 @@ from typing import Optional
 from lsp_server.protocol import Turn
 
 NO_FOLDER = "(no workspace folder)"
-MAX_PROMPT_TURNS = 200  # rows read to build a prompt; clipping to tokens happens after
+MAX_PROMPT_TURNS = 200
+LOCKED_RETRY_S = 30.0  # give up on a database another process keeps locked this long  # rows read to build a prompt; clipping to tokens happens after
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS turns (
@@ -54,6 +56,30 @@ def database_path(data_dir: Path, folder: Optional[str]) -> Path:
     return data_dir / "history" / f"{digest}.sqlite3"
 
 
+def _retry_when_locked(fn):
+    """Retry a whole operation while another process holds the database.
+
+    `busy_timeout` covers ordinary lock waits, but SQLite answers SQLITE_BUSY at once in a few
+    cases (two processes creating the database and switching it to WAL together, a WAL
+    recovery in progress); the operation is then simply run again.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        deadline = time.monotonic() + LOCKED_RETRY_S
+        while True:
+            try:
+                return fn(*args, **kwargs)
+            except sqlite3.OperationalError as err:
+                if "locked" not in str(err) and "busy" not in str(err):
+                    raise
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
+    return wrapper
+
+
 class HistoryStore:
     """Reads and appends the turns of one workspace folder; safe to use from any thread."""
 
@@ -61,6 +87,10 @@ class HistoryStore:
         self.folder = folder or NO_FOLDER
         self.path = database_path(data_dir, folder)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._create()
+
+    @_retry_when_locked
+    def _create(self) -> None:
         with closing(self._connect()) as db:
             db.execute("PRAGMA journal_mode=WAL")
             db.executescript(_SCHEMA)
@@ -73,6 +103,7 @@ class HistoryStore:
         db.execute("PRAGMA synchronous=NORMAL")  # with WAL: durable across process crashes
         return db
 
+    @_retry_when_locked
     def append_turn(self, user: str, reply: str, finish_reason: str) -> None:
         """Record one exchange atomically: both rows or neither."""
         now = time.time()
@@ -92,6 +123,7 @@ class HistoryStore:
                 db.execute("ROLLBACK")
                 raise
 
+    @_retry_when_locked
     def turns(self, limit: Optional[int] = None) -> list[Turn]:
         """All turns, oldest first (the newest `limit` if given)."""
         query = "SELECT role, content, time, finish_reason FROM turns ORDER BY id DESC"
@@ -114,6 +146,7 @@ class HistoryStore:
                     messages.append({"role": "assistant", "content": reply.content})
         return messages
 
+    @_retry_when_locked
     def clear(self) -> int:
         """Delete every turn; returns how many rows went."""
         with closing(self._connect()) as db:

@@ -50,7 +50,7 @@ def add_model_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--hf_model", help="Hugging Face repo id (the sample's flag; same as --model)")
     parser.add_argument("--checkpoint_path", help="a converted or Hugging Face checkpoint directory")
     parser.add_argument("--device", help="auto, cpu, cuda[:N], mps or directml")
-    parser.add_argument("--precision", help="auto, float32, float16 or bfloat16")
+    parser.add_argument("--precision", help="auto, float32, float16, bfloat16, or int8 / int4 (weight-only)")
     parser.add_argument("--max_context_length", type=int, help="chat prompt budget in tokens (default 1500)")
     parser.add_argument("--disable_history", action="store_true", help="do not read or write chat history")
     parser.add_argument("--data_dir", help="where chat history is kept (default: QUILL_DATA_DIR or the user data dir)")

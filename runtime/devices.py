@@ -128,7 +128,9 @@ def resolve_dtype(precision: str | None, device: Device) -> torch.dtype:
             return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         return torch.float16 if device.kind in ("directml", "mps") else torch.float32
     if precision not in PRECISIONS:
-        raise DeviceError(f"Unknown precision {precision!r}. Use one of: auto, {', '.join(PRECISIONS)}.")
+        raise DeviceError(
+            f"Unknown precision {precision!r}. Use one of: auto, {', '.join(PRECISIONS)}, int8, int4."
+        )
     return PRECISIONS[precision]
 
 

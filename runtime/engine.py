@@ -89,8 +89,15 @@ class Engine:
         precision: str = "auto",
         max_seq_length: int | None = None,
         progress: Progress | None = None,
+        compile: bool | str = "auto",
     ) -> "Engine":
-        """Load a converted checkpoint (see `checkpoint.py`) onto `device` in `precision`."""
+        """Load a converted checkpoint (see `checkpoint.py`) onto `device` in `precision`.
+
+        `precision` "int8" / "int4" keeps bfloat16 activations and quantizes the linear weights
+        (see `quantize.py`). `compile`: "auto" compiles the decode step with CUDA graphs on CUDA
+        and warms it up here, on the loading thread (which must be the generating one); True
+        compiles on any device (on a CPU the first compile takes about a minute); False never.
+        """
         from .tokenizer import load_tokenizer
 
         report = progress or (lambda phase, done, total: None)
@@ -103,14 +110,30 @@ class Engine:
                 f"a {config.family!r} model. Remove it with `quill rm` and convert again."
             )
         dev = resolve_device(device)
+        precision, weight_only = split_precision(precision)
         dtype = resolve_dtype(precision, dev)
         report("load", 0, 2)
         tokenizer = load_tokenizer(checkpoint_dir)
         tensors = load_tensors(checkpoint_dir, manifest, device=dev.torch_device, dtype=dtype)
         report("load", 1, 2)
         model = build_model(config, tensors, dev, max_seq_length=max_seq_length)
+        del tensors
+        if weight_only:
+            from .quantize import quantize
+
+            # On a CPU the int4 head's top-8 logits are recomputed in float32: greedy output
+            # then stays close to the unquantized model's (benchmarks/README.md).
+            quantize(model, "int4-rescored" if weight_only == "int4" and dev.kind == "cpu" else weight_only)
         report("load", 2, 2)
-        return cls(model, tokenizer, device=dev, checkpoint_dir=checkpoint_dir, manifest=manifest)
+        if compile is True or (compile == "auto" and dev.kind == "cuda"):
+            from .compile import compile_model, warmup
+
+            model = compile_model(model)
+            warmup(model)  # junk in the KV cache: the new engine starts with nothing cached
+        engine = cls(model, tokenizer, device=dev, checkpoint_dir=checkpoint_dir, manifest=manifest)
+        if weight_only:
+            engine.dtype = weight_only
+        return engine
 
     @property
     def max_seq_length(self) -> int:
@@ -158,6 +181,17 @@ class Engine:
             self._cached_ids = []
 
 
+WEIGHT_ONLY_PRECISIONS = ("int8", "int4")
+
+
+def split_precision(precision: str | None) -> tuple[str, str | None]:
+    """"int8"/"int4" mean bfloat16 activations with quantized weights; other names pass through."""
+    name = (precision or "auto").strip().lower()
+    if name in WEIGHT_ONLY_PRECISIONS:
+        return "bfloat16", name
+    return name, None
+
+
 def build_model(
     config: ModelConfig,
     tensors: dict[str, torch.Tensor],
@@ -191,10 +225,16 @@ def load_engine(
     precision: str = "auto",
     cache_dir: str | os.PathLike | None = None,
     progress: Progress | None = None,
+    compile: bool | str = "auto",
 ) -> Engine:
     """Resolve a model reference (alias, repo id, folder, .gguf, ...) to a converted checkpoint,
     converting on first use, and load it."""
     from .store import resolve_model
+    from .store.cache import default_cache_dir
 
     checkpoint_dir = resolve_model(ref, cache_dir=cache_dir, progress=progress)
-    return Engine.load(checkpoint_dir, device=device, precision=precision, progress=progress)
+    if compile is True or (compile == "auto" and resolve_device(device).kind == "cuda"):
+        from .compile import configure_compile_cache
+
+        configure_compile_cache(cache_dir or default_cache_dir())  # the second start is quick
+    return Engine.load(checkpoint_dir, device=device, precision=precision, progress=progress, compile=compile)

@@ -221,3 +221,20 @@ def test_prompts_that_do_not_fit(tiny_checkpoint):
     # 60 prompt tokens leave room for 5 more: generation ends early with "length".
     result = small.generate(prompt[:60], GenerationConfig(max_new_tokens=20))
     assert len(result.token_ids) == 5 and result.finish_reason == "length"
+
+
+@pytest.mark.parametrize("precision", ["int8", "int4"])
+def test_weight_only_precisions_quantize_every_layer(engine, tiny_checkpoint, precision):
+    from runtime.quantize import Int4Linear, Int8Linear
+
+    quantized = Engine.load(tiny_checkpoint[0], device="cpu", precision=precision)
+    kind = Int8Linear if precision == "int8" else Int4Linear
+    assert quantized.dtype == precision
+    assert any(isinstance(m, kind) for m in quantized.model.modules())
+    assert not any(type(m) is torch.nn.Linear for m in quantized.model.layers.modules())
+    prompt = quantized.tokenizer.encode(CODE)
+    gen = GenerationConfig(max_new_tokens=8, stop_ids=frozenset())
+    reference = _fresh(tiny_checkpoint).generate(prompt, gen).token_ids
+    # Random tiny weights leave near-ties after the first token; fidelity on real weights is
+    # measured in test_quantize.py and benchmarks/cpu.py.
+    assert quantized.generate(prompt, gen).token_ids[0] == reference[0]
