@@ -65,7 +65,7 @@ class Session:
 
         @client.feature(types.PROGRESS)
         def progress(params: types.ProgressParams):
-            value = params.value if isinstance(params.value, dict) else _plain(params.value)
+            value = params.value if isinstance(params.value, dict) else protocol.plain(params.value)
             if "delta" in value:
                 self.on_delta(value["delta"])
             elif value.get("kind") == "end":
@@ -117,7 +117,7 @@ class Session:
         return status
 
     async def request(self, method: str, params: Any) -> Any:
-        return _plain(await self.client.protocol.send_request_async(method, params))
+        return protocol.plain(await self.client.protocol.send_request_async(method, params))
 
     def open(self, uri: str, text: str, language: str = "python") -> None:
         item = types.TextDocumentItem(uri=uri, language_id=language, version=1, text=text)
@@ -144,14 +144,6 @@ class Session:
             self.client.exit(None)
         finally:
             await self.client.stop()
-
-
-def _plain(value: Any) -> Any:
-    if hasattr(value, "_asdict"):
-        return {k: _plain(v) for k, v in value._asdict().items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
 
 
 def server_flags(args) -> list[str]:

@@ -172,7 +172,7 @@ def from_wire(cls: type, data: Any, path: str = "params") -> Any:
     if data is None:
         data = {}
     if hasattr(data, "_asdict"):  # pygls hands untyped params over as namedtuples
-        data = _plain(data)
+        data = plain(data)
     if not isinstance(data, dict):
         raise WireError(f"{path} must be an object, got {type(data).__name__}")
     hints = typing.get_type_hints(cls)
@@ -219,10 +219,10 @@ def _convert(tp: Any, value: Any, path: str) -> Any:
     raise WireError(f"{path} must be {getattr(tp, '__name__', tp)}, got {type(value).__name__}")
 
 
-def _plain(value: Any) -> Any:
+def plain(value: Any) -> Any:
     """Namedtuples (pygls' untyped params) back to plain dicts and lists."""
     if hasattr(value, "_asdict"):
-        return {k: _plain(v) for k, v in value._asdict().items()}
+        return {k: plain(v) for k, v in value._asdict().items()}
     if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
+        return [plain(v) for v in value]
     return value

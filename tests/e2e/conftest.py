@@ -23,6 +23,7 @@ from lsprotocol import types
 from pytest_lsp import LanguageClient, client_capabilities
 from pytest_lsp.client import DEFAULT_CLIENT_FEATURES, register_lsp_features
 
+from lsp_server.protocol import plain  # pygls hands untyped results over as namedtuples
 from tests.assets import smollm2_gguf
 
 CLIENTS = ["visual_studio_code", "neovim"]
@@ -63,15 +64,6 @@ class QuillTestClient(LanguageClient):
 
         await self.wait_until(lambda: ended() >= count)
         return await self.request("quill/status", {})
-
-
-def plain(value: Any) -> Any:
-    """pygls hands untyped results over as namedtuples; tests compare plain dicts."""
-    if hasattr(value, "_asdict"):
-        return {k: plain(v) for k, v in value._asdict().items()}
-    if isinstance(value, (list, tuple)):
-        return [plain(v) for v in value]
-    return value
 
 
 def print_numbers(**numbers: Any) -> None:
