@@ -52,28 +52,18 @@ def server_command() -> list[str]:
     return [str(script), "serve"] if script.exists() else [sys.executable, "-m", "lsp_server"]
 
 
-def model_cache(request, tmp_path_factory) -> Path:
-    """The e2e session's model cache when tests/e2e/conftest.py offers one, else our own.
-
-    Its `first_use` fixture converts the GGUF into that cache (and checks the conversion's
-    progress on an empty cache), so it must run before any server of ours does."""
-    try:
-        request.getfixturevalue("first_use")
-        return request.getfixturevalue("session_cache")
-    except pytest.FixtureLookupError:
-        return tmp_path_factory.mktemp("quill-cache")
-
-
 @pytest.fixture(scope="module")
-def quill_env(request, tmp_path_factory) -> dict:
-    """One model cache and one history store for the whole module, like one user's machine."""
+def quill_env(first_use, session_cache, tmp_path_factory) -> dict:
+    """One model cache and one history store for the whole module, like one user's machine.
+
+    The model cache is the e2e session's (`first_use` converted the GGUF into it)."""
     root = tmp_path_factory.mktemp("quill-nvim")
     workspace = root / "workspace"
     workspace.mkdir()
     (workspace / "fib.py").write_text(SOURCE)
     env = dict(os.environ)
     env.update(
-        QUILL_CACHE_DIR=str(model_cache(request, tmp_path_factory)),
+        QUILL_CACHE_DIR=str(session_cache),
         QUILL_DATA_DIR=str(root / "data"),
         QUILL_E2E_CMD=json.dumps(server_command()),
         QUILL_E2E_SETTINGS=json.dumps(

@@ -69,24 +69,13 @@ def test_packages_a_vsix(built: Path, tmp_path: Path):
     assert not any(n.startswith("extension/src/") or n.startswith("extension/out/test/") for n in names)
 
 
-def model_cache(request, tmp_path: Path) -> Path:
-    """The e2e session's model cache when tests/e2e/conftest.py offers one, else our own.
-
-    Its `first_use` fixture converts the GGUF into that cache (and checks the conversion's
-    progress on an empty cache), so it must run before any server of ours does."""
-    try:
-        request.getfixturevalue("first_use")
-        return request.getfixturevalue("session_cache")
-    except pytest.FixtureLookupError:
-        return tmp_path / "cache"
-
-
-def test_node_protocol_test_against_the_real_server(built: Path, tmp_path: Path, request):
+def test_node_protocol_test_against_the_real_server(built: Path, tmp_path: Path, first_use, session_cache):
+    # first_use converted the GGUF into the e2e session's cache: the server only loads it.
     env = dict(os.environ)
     env.update(
         QUILL_TEST_MODEL=str(smollm2_gguf()),
         QUILL_SERVER_CMD=json.dumps([sys.executable, "-m", "lsp_server"]),
-        QUILL_CACHE_DIR=str(model_cache(request, tmp_path)),
+        QUILL_CACHE_DIR=str(session_cache),
         QUILL_DATA_DIR=str(tmp_path / "data"),
         # The server runs from the extension folder: make sure it imports this checkout.
         PYTHONPATH=os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
