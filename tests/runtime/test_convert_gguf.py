@@ -13,6 +13,7 @@ from runtime.store import resolve_model
 from runtime.weight_map import hf_to_native
 from tests.assets import llama_cpp_models_dir
 from tests.runtime.test_store_fixtures import transformers_from_gguf
+from tests.runtime.tiny_models import decisive_init_
 
 gguf = pytest.importorskip("gguf")
 
@@ -96,16 +97,7 @@ def _tiny(arch: str):
            "phi3": transformers.Phi3ForCausalLM, "phi2": transformers.PhiForCausalLM}[arch]
     torch.manual_seed(7)
     model = cls(config).eval()
-    with torch.no_grad():  # decisive random weights (see tests/runtime/tiny_models.py)
-        for name, p in model.named_parameters():
-            if "norm" in name:
-                p.uniform_(0.8, 1.2) if name.endswith("weight") else p.normal_(0.0, 0.05)
-            elif p.dim() == 1:
-                p.normal_(0.0, 0.05)
-            elif "embed_tokens" in name:
-                p.normal_(0.0, 1.0)
-            else:
-                p.normal_(0.0, 1.5 / p.shape[1] ** 0.5)
+    decisive_init_(model, embed_std=1.0, norm_bias_std=0.05)
     return model
 
 
@@ -204,14 +196,7 @@ def test_llama31_rope_scaling_comes_back_from_rope_freqs(tmp_path):
         rope_theta=500000.0, rope_scaling=dict(scaling), bos_token_id=1, eos_token_id=2)
     torch.manual_seed(11)
     model = transformers.LlamaForCausalLM(config).eval()
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if "norm" in name:
-                p.uniform_(0.8, 1.2)
-            elif "embed_tokens" in name:
-                p.normal_(0.0, 1.0)
-            else:
-                p.normal_(0.0, 1.5 / p.shape[1] ** 0.5)
+    decisive_init_(model, embed_std=1.0)
     path = tmp_path / "tiny-llama31.gguf"
     write_gguf(path, model, "llama", "F32", rope_freqs=_llama_cpp_rope_freqs(scaling, 32, 500000.0))
     ckpt = resolve_model(str(path), cache_dir=tmp_path / "cache")

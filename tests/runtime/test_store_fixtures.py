@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 from tests.assets import REPO_ROOT, mistral_tokenizer_model
+from tests.runtime.tiny_models import decisive_init_
 
 TINY_REVISION = "0123456789abcdef0123456789abcdef01234567"
 TINY_REPO = "quill-test/tiny-llama"
@@ -39,14 +40,7 @@ def tiny_llama(seed: int = 0):
     config.architectures = ["LlamaForCausalLM"]
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config).eval()
-    with torch.no_grad():  # fan-in scaled weights: decisive argmaxes, varied greedy output
-        for name, p in model.named_parameters():
-            if "norm" in name:
-                p.uniform_(0.8, 1.2)
-            elif "embed_tokens" in name:
-                p.normal_(0.0, 1.0)
-            else:
-                p.normal_(0.0, 1.5 / p.shape[1] ** 0.5)
+    decisive_init_(model, embed_std=1.0)
     return model, config
 
 

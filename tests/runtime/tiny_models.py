@@ -56,17 +56,24 @@ def tiny_hf_model(name: str, *, attn_implementation: str = "eager", seed: int | 
     config._attn_implementation = attn_implementation
     torch.manual_seed(SEEDS.get(name, 0) if seed is None else seed)
     model = getattr(transformers, ARCHITECTURES[cls_name])(config).eval()
-    # The default init (std 0.02) gives near-uniform logits and greedy runs that repeat one token;
-    # fan-in scaled weights give decisive, varied argmaxes, so the greedy comparison means more.
-    with torch.no_grad():
-        for pname, p in model.named_parameters():
-            if "norm" in pname:
-                p.uniform_(0.8, 1.2) if pname.endswith("weight") else p.normal_(0.0, 0.5)
-            elif p.dim() == 1:
-                p.normal_(0.0, 0.05)  # biases
-            elif "embed_tokens" in pname:
-                p.normal_(0.0, 0.5)
-            else:
-                p.normal_(0.0, 1.5 / p.shape[1] ** 0.5)
+    decisive_init_(model)
     return model, config.to_dict()
+
+
+@torch.no_grad()
+def decisive_init_(model, *, embed_std: float = 0.5, norm_bias_std: float = 0.5) -> None:
+    """Re-initialise a transformers model in place with fan-in scaled random weights.
+
+    The default init (std 0.02) gives near-uniform logits and greedy runs that repeat one token;
+    fan-in scaled weights give decisive, varied argmaxes, so greedy comparisons mean more.
+    """
+    for pname, p in model.named_parameters():
+        if "norm" in pname:
+            p.uniform_(0.8, 1.2) if pname.endswith("weight") else p.normal_(0.0, norm_bias_std)
+        elif p.dim() == 1:
+            p.normal_(0.0, 0.05)  # biases
+        elif "embed_tokens" in pname:
+            p.normal_(0.0, embed_std)
+        else:
+            p.normal_(0.0, 1.5 / p.shape[1] ** 0.5)
 
