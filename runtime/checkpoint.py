@@ -6,6 +6,7 @@ A converted checkpoint is one folder:
                          source, converter version); written last, so its presence means complete
     model.safetensors    weights under the runtime's own tensor names (see `weight_map.py`)
     tokenizer files      copied from the source (tokenizer.json, tokenizer.model, ...)
+    config.json          the source's HF config, also kept in the manifest
 
 `write_checkpoint` builds the folder under a temporary sibling name and renames it into place only
 when every file is written and flushed, so an interrupted conversion never leaves a folder that
@@ -129,7 +130,8 @@ def write_checkpoint(
 ) -> Manifest:
     """Write a complete checkpoint atomically; `target_dir` must not exist yet.
 
-    `tokenizer_files` maps a file name in the checkpoint to a source path or raw bytes.
+    `tokenizer_files` maps a file name in the checkpoint to a source path or raw bytes;
+    `extra_files` are copied the same way, and `config` is also written as `config.json`.
     """
     from safetensors.torch import save_file
 
@@ -144,7 +146,10 @@ def write_checkpoint(
         dtypes = {str(v.dtype).removeprefix("torch.") for v in contiguous.values() if v.is_floating_point()}
         save_file(contiguous, str(tmp / "model.safetensors"), metadata={"format": "pt"})
         del contiguous
-        for name, content in [*tokenizer_files.items(), *extra_files]:
+        # config.json goes along so the folder is also readable by tools that expect one.
+        config_file = ("config.json", json.dumps(config, indent=2).encode())
+        extra = [config_file, *extra_files]
+        for name, content in [*tokenizer_files.items(), *((n, c) for n, c in extra if n not in tokenizer_files)]:
             dest = tmp / name
             if isinstance(content, bytes):
                 dest.write_bytes(content)

@@ -22,9 +22,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..checkpoint import write_checkpoint
 from ..errors import CheckpointError, UnsupportedArchitectureError
 from ..progress import ProgressCallback, report
-from .native import model_config, write_native
+from .native import model_config
 
 # general.architecture -> (HF class, HF model_type, llama.cpp permuted q/k)
 GGUF_ARCHITECTURES = {
@@ -316,8 +317,8 @@ def convert_gguf(
     work.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=work, prefix=".tok-") as tok_dir:
         names = export_gguf_tokenizer(path, Path(tok_dir))
-        write_native(
-            target, native, config=config, family=cfg.family,
+        write_checkpoint(
+            target, native, config=config, architecture=cfg.family,
             tokenizer_files={n: Path(tok_dir) / n for n in names}, source=source,
         )
     report(progress, "convert", len(reader.tensors) + 1, len(reader.tensors) + 1)

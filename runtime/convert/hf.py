@@ -16,10 +16,11 @@ from pathlib import Path
 
 import torch
 
+from ..checkpoint import write_checkpoint
 from ..errors import CheckpointError, TokenizerError
 from ..progress import ProgressCallback, report
 from .hf_files import BIN_INDEX, SAFETENSORS_INDEX, select_files, tokenizer_file_names, weight_format
-from .native import model_config, read_config, write_native
+from .native import model_config, read_config
 
 
 def convert_hf_dir(
@@ -56,8 +57,8 @@ def convert_hf_dir(
     native = hf_to_native(hf, cfg)
     del hf
     extra = [(n, src / n) for n in ("generation_config.json",) if n in selected]
-    write_native(
-        target, native, config=config, family=cfg.family, tokenizer_files=tokenizer_files,
+    write_checkpoint(
+        target, native, config=config, architecture=cfg.family, tokenizer_files=tokenizer_files,
         source=source, extra_files=extra,
     )
     report(progress, "convert", len(weight_files) + 1, len(weight_files) + 1)

@@ -15,10 +15,11 @@ from pathlib import Path
 
 import torch
 
+from ..checkpoint import write_checkpoint
 from ..errors import CheckpointError, TokenizerError
 from ..progress import ProgressCallback, report
 from .hf_files import tokenizer_file_names
-from .native import model_config, read_config, write_native
+from .native import model_config, read_config
 
 
 def _load_state_dict(path: Path) -> dict[str, torch.Tensor]:
@@ -81,8 +82,8 @@ def convert_pth(
     native = gptfast_to_native(_load_state_dict(path), cfg)
     report(progress, "convert", 1, 2)
     extra = [("generation_config.json", path.parent / "generation_config.json")]
-    write_native(
-        target, native, config=config, family=cfg.family, tokenizer_files=tokenizer_files,
+    write_checkpoint(
+        target, native, config=config, architecture=cfg.family, tokenizer_files=tokenizer_files,
         source=source, extra_files=[e for e in extra if Path(e[1]).is_file()],
     )
     report(progress, "convert", 2, 2)
