@@ -5,9 +5,12 @@ second. `quantize_int8(model)` swaps each `nn.Linear` for `Int8Linear` (int8 wei
 output row, symmetric); `quantize_int4(model)` for `Int4Linear` (4-bit, asymmetric, one bf16
 scale and zero per group of `group_size` inputs, packed for PyTorch's tinygemm kernels). The
 embedding table stays in floating point: a token reads one row of it, not the whole table.
+`quantize_float32_int4(model)` is different in kind: it keeps float32 activations and stores
+weights that are 4-bit already (a Q4_0/Q4_1 GGUF) as their codes (`GridInt4Linear`), exactly, so
+the model answers as in float32 from a quarter of the bytes (the CPU default where it applies).
 
 Kernels: on CPU `aten._weight_int8pack_mm` / `_weight_int4pack_mm_for_cpu` (AVX-512 where the
-CPU has it); on CUDA, batch-1 int8 goes through the Triton GEMV of `int8_gemv.py` (one read of
+CPU has it); on CUDA, batch-1 int8 goes through the Triton GEMV of `gemv.py` (one read of
 each int8 weight; `linear(x, w.to(x.dtype)) * scales` was measured slower than bf16 there, since
 it writes a widened copy of the weight) and longer inputs use that dequantize-then-matmul path;
 int4 is `_weight_int4pack_mm`.
@@ -24,8 +27,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .errors import DeviceError
-from .int8_gemv import available as int8_gemv_available
-from .int8_gemv import int8_gemv
+from .gemv import available as gemv_available
+from .gemv import gemv
 
 INT4_GROUP_SIZES = (32, 64, 128, 256)
 
@@ -45,7 +48,7 @@ class Int8Linear(nn.Module):
         self.register_buffer("scales", scales, persistent=True)
         self.register_buffer("bias", bias, persistent=True)
         self.use_int8pack = _int8_kernel_available(weight.device)
-        self.use_int8_gemv = int8_gemv_available(weight.device)
+        self.use_int8_gemv = gemv_available(weight.device) and weight.device.type == "cuda"
 
     @classmethod
     def from_linear(cls, linear: nn.Linear) -> "Int8Linear":
@@ -60,8 +63,8 @@ class Int8Linear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.use_int8_gemv and x.numel() == self.in_features:
-            # Batch-1 decode on CUDA: read each int8 weight once (see int8_gemv.py).
-            y = int8_gemv(x.reshape(-1), self.weight, self.scales).reshape(*x.shape[:-1], self.out_features)
+            # Batch-1 decode on CUDA: read each int8 weight once (see gemv.py).
+            y = gemv(x.reshape(-1), self.weight, self.scales).reshape(*x.shape[:-1], self.out_features)
         elif self.use_int8pack and x.dtype in (torch.float32, torch.bfloat16, torch.float16):
             shape = x.shape
             y = torch.ops.aten._weight_int8pack_mm(
@@ -175,18 +178,102 @@ class RescoredHead(nn.Module):
     token. Measured on SmolLM2: int4 head alone keeps 1 of 10 float32 continuations, a float32
     head 7 of 10 at 30% less speed; this aims for the second at the speed of the first."""
 
-    def __init__(self, head: nn.Module, weight: torch.Tensor, k: int = 8):
+    def __init__(self, head: nn.Module, weight: torch.Tensor, k: int = 8, head_dtype: torch.dtype | None = None):
         super().__init__()
         self.head = head
         self.table = weight  # [V, D] floating point, shared with the embedding (not a copy)
         self.k = k
+        self.head_dtype = head_dtype  # the head's activation dtype when it differs from the model's
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        logits = self.head(x).float()  # [B, S, V]
+        logits = self.head(x if self.head_dtype is None else x.to(self.head_dtype)).float()  # [B, S, V]
         top = logits.topk(self.k, dim=-1).indices  # [B, S, k]
         rows = self.table[top].float()  # [B, S, k, D]
         exact = torch.einsum("bsd,bskd->bsk", x.float(), rows)
         return logits.scatter(-1, top, exact)
+
+
+def four_bit_grid(weight: torch.Tensor, group_size: int = 32):
+    """(codes [N, K] uint8, scales [N, K/g], zeros [N, K/g]) with `codes * scale + zero` equal to
+    `weight` bit for bit in float32, or None when some group of `group_size` inputs is not on a
+    4-bit grid. A Q4_0/Q4_1 GGUF stores w = d * q + m per block of 32; its dequantized tensors
+    give back a grid step of d (or a multiple, when some levels are unused)."""
+    n, k = weight.shape
+    if k % group_size:
+        return None
+    groups = weight.detach().double().reshape(n, -1, group_size)  # [N, G, g]
+    lo = groups.amin(-1)
+    span = groups.amax(-1) - lo
+    gaps = groups.sort(dim=-1).values.diff(dim=-1)  # [N, G, g-1]
+    gap = torch.where(gaps > span[..., None] * 1e-3, gaps, torch.inf).amin(-1)  # smallest level step
+    levels = (span / gap).round().clamp(1, 15)
+    step = torch.where(span > 0, span / levels, torch.ones_like(span))
+    scales, zeros = step.float(), lo.float()
+    codes = (groups - zeros.double()[..., None]) / scales.double()[..., None]
+    if (codes - codes.round()).abs().amax() > 1e-3 or codes.round().amax() > 15:
+        return None
+    codes = codes.round().to(torch.uint8).reshape(n, k)
+    deq = _dequantize_codes(codes, scales, zeros, group_size)
+    return (codes, scales, zeros) if torch.equal(deq, weight.float()) else None
+
+
+def _dequantize_codes(codes, scales, zeros, group_size: int) -> torch.Tensor:
+    n, k = codes.shape
+    w = codes.view(n, -1, group_size).float() * scales[..., None] + zeros[..., None]  # [N, G, g]
+    return w.view(n, k)
+
+
+def _materialized(x: torch.Tensor) -> torch.Tensor:
+    """`x` as a buffer of its own inside a compiled graph. Without it Inductor recomputes the
+    producer of a matrix-vector product's input (a norm, say) once per output row."""
+    force = getattr(torch.ops.prims, "inductor_force_stride_order", None)
+    return x if force is None else force(x, x.stride())
+
+
+class GridInt4Linear(nn.Module):
+    """A linear whose weights are 4-bit already (a Q4_0/Q4_1 GGUF), kept as one uint8 code per
+    weight plus a float32 scale and zero per group: a quarter of float32's bytes, the same values.
+
+    Activations stay float32. The compiled decode step (one row) reads the codes and dequantizes
+    on the fly in a fused loop; longer inputs (prefill, eager steps) dequantize the matrix and use
+    the float32 matmul, so they give float32's results exactly."""
+
+    def __init__(self, codes, scales, zeros, bias, group_size: int = 32):
+        super().__init__()
+        self.out_features, self.in_features = codes.shape
+        self.group_size = group_size
+        self.register_buffer("codes", codes, persistent=True)  # [N, K] uint8, 0..15
+        self.register_buffer("scales", scales, persistent=True)  # [N, K/g] float32
+        self.register_buffer("zeros", zeros, persistent=True)  # [N, K/g] float32
+        self.register_buffer("bias", bias, persistent=True)
+
+    @classmethod
+    def from_linear(cls, linear: nn.Linear, group_size: int = 32) -> "GridInt4Linear | None":
+        """None when the weights are not on a 4-bit grid (then this would not be exact)."""
+        grid = four_bit_grid(linear.weight, group_size)
+        if grid is None:
+            return None
+        bias = None if linear.bias is None else linear.bias.detach().float()
+        return cls(*grid, bias, group_size)
+
+    def dequantize(self) -> torch.Tensor:
+        return _dequantize_codes(self.codes, self.scales, self.zeros, self.group_size)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shape = x.shape
+        x2 = x.reshape(-1, self.in_features)
+        if x2.shape[0] == 1 and torch.compiler.is_compiling():
+            y = (self.dequantize() * _materialized(x2)).sum(-1).view(1, self.out_features)
+        else:
+            y = F.linear(x2, self.dequantize())
+        y = y.reshape(*shape[:-1], self.out_features)
+        if self.bias is not None:
+            y = y + self.bias
+        return y
+
+    def extra_repr(self) -> str:
+        return (f"in_features={self.in_features}, out_features={self.out_features}, "
+                f"4-bit grid codes, group_size={self.group_size}")
 
 
 def _replace_linears(model: nn.Module, make: Callable[[nn.Linear], nn.Module | None]) -> int:
@@ -245,16 +332,48 @@ def quantize_int4(
     return model
 
 
+@torch.no_grad()
+def quantize_float32_int4(model: nn.Module, group_size: int = 32) -> bool:
+    """Keep float32 activations; store every linear whose weights are on a 4-bit grid as its codes
+    (`GridInt4Linear`). A tied or off-grid output head becomes an int4 head (bfloat16 kernel) whose
+    top-8 logits are recomputed in float32 from the float32 weights (`RescoredHead`). Returns False
+    and leaves the model unchanged when some linear of the layers is not on the grid."""
+    body = [(parent, name, child) for parent in model.modules() for name, child in parent.named_children()
+            if isinstance(child, nn.Linear) and child is not getattr(model, "output", None)]
+    made = [GridInt4Linear.from_linear(lin, group_size) for _, _, lin in body]
+    if not body or any(m is None for m in made):
+        return False
+    for (parent, name, _), new in zip(body, made):
+        setattr(parent, name, new)
+    _untie_output(model)
+    head = model.output
+    exact_head = GridInt4Linear.from_linear(head, group_size) if isinstance(head, nn.Linear) else None
+    if exact_head is not None:
+        model.output = exact_head
+    elif isinstance(head, nn.Linear) and head.bias is None and Int4Linear.supports(head, group_size):
+        fast = nn.Linear(head.in_features, head.out_features, bias=False, device="meta")
+        fast.weight = nn.Parameter(head.weight.detach().bfloat16(), requires_grad=False)
+        model.output = RescoredHead(Int4Linear.from_linear(fast, group_size), head.weight.detach(),
+                                    head_dtype=torch.bfloat16)
+    return True
+
+
 def quantize(model: nn.Module, mode: str) -> nn.Module:
     """Apply a weight-only scheme by name: "int8", "int4" (group 32), "int4-g<N>", or
     "int4-f32head" (int4 with a float32 output head), "int4-rescored" (int4 head whose top-8
-    logits are recomputed in float32: the CPU fast path)."""
+    logits are recomputed in float32), "float32-int4" (float32 activations, weights that are
+    4-bit already kept as their codes: the CPU default where the model allows it)."""
     if mode == "int8":
         return quantize_int8(model)
     if mode == "int4-f32head":
         return quantize_int4(model, 32, float32_head=True)
     if mode == "int4-rescored":
         return quantize_int4(model, 32, rescore=True)
+    if mode == "float32-int4":
+        if not quantize_float32_int4(model):
+            raise DeviceError("float32-int4 needs weights that are 4-bit already (a Q4_0/Q4_1 GGUF); "
+                              "use int4 or float32 for this model.")
+        return model
     if mode == "int4" or mode.startswith("int4-g"):
         group = 32 if mode == "int4" else int(mode.removeprefix("int4-g"))
         return quantize_int4(model, group)
