@@ -17,7 +17,7 @@ from typing import Any, Optional
 from lsp_server.protocol import camel
 
 DEVICES = ("auto", "cpu", "cuda", "mps", "directml")
-PRECISIONS = ("auto", "float32", "float16", "bfloat16", "int8", "int4")
+PRECISIONS = ("auto", "float32", "float16", "bfloat16", "int8", "int4", "float32-int4")
 
 
 @dataclass

@@ -93,10 +93,13 @@ class Engine:
     ) -> "Engine":
         """Load a converted checkpoint (see `checkpoint.py`) onto `device` in `precision`.
 
-        `precision` "int8" / "int4" keeps bfloat16 activations and quantizes the linear weights
-        (see `quantize.py`). `compile`: "auto" compiles the decode step with CUDA graphs on CUDA
-        and warms it up here, on the loading thread (which must be the generating one); True
-        compiles on any device (on a CPU the first compile takes about a minute); False never.
+        `precision` "int8" / "int4" keeps bfloat16 activations and quantizes the linear weights;
+        "float32-int4" keeps float32 activations and stores weights that are 4-bit already as
+        their codes, exactly (see `quantize.py`); "auto" picks it on a CPU when the model's weights
+        allow it, else float32. `compile`: "auto" compiles the decode step (with CUDA graphs on
+        CUDA; on a CPU for float32-int4) and warms it up here, on the loading thread (which must
+        be the generating one); True compiles on any device (on a CPU the first compile takes
+        about a minute, the on-disk cache makes the next start quick); False never.
         """
         from .tokenizer import load_tokenizer
 
@@ -110,6 +113,9 @@ class Engine:
                 f"a {config.family!r} model. Remove it with `quill rm` and convert again."
             )
         dev = resolve_device(device)
+        # On a CPU, "auto" keeps float32 arithmetic and stores weights that are 4-bit already (a
+        # Q4 GGUF) as their codes: the same answers as float32, read from a quarter of the bytes.
+        cpu_auto = dev.kind == "cpu" and (precision or "auto").strip().lower() == "auto"
         precision, weight_only = split_precision(precision)
         dtype = resolve_dtype(precision, dev)
         report("load", 0, 2)
@@ -124,8 +130,13 @@ class Engine:
             # On a CPU the int4 head's top-8 logits are recomputed in float32: greedy output
             # then stays close to the unquantized model's (benchmarks/README.md).
             quantize(model, "int4-rescored" if weight_only == "int4" and dev.kind == "cpu" else weight_only)
+        elif cpu_auto:
+            from .quantize import quantize_float32_int4
+
+            weight_only = "float32-int4" if quantize_float32_int4(model) else None
         report("load", 2, 2)
-        if compile is True or (compile == "auto" and dev.kind == "cuda"):
+        # float32-int4 decodes through a fused loop over the codes that only the compiler makes.
+        if compile is True or (compile == "auto" and (dev.kind == "cuda" or weight_only == "float32-int4")):
             from .compile import compile_model, warmup
 
             model = compile_model(model)
@@ -185,10 +196,13 @@ WEIGHT_ONLY_PRECISIONS = ("int8", "int4")
 
 
 def split_precision(precision: str | None) -> tuple[str, str | None]:
-    """"int8"/"int4" mean bfloat16 activations with quantized weights; other names pass through."""
+    """"int8"/"int4" mean bfloat16 activations with quantized weights, "float32-int4" float32
+    activations with 4-bit weight codes; other names pass through."""
     name = (precision or "auto").strip().lower()
     if name in WEIGHT_ONLY_PRECISIONS:
         return "bfloat16", name
+    if name == "float32-int4":
+        return "float32", name
     return name, None
 
 
@@ -233,7 +247,7 @@ def load_engine(
     from .store.cache import default_cache_dir
 
     checkpoint_dir = resolve_model(ref, cache_dir=cache_dir, progress=progress)
-    if compile is True or (compile == "auto" and resolve_device(device).kind == "cuda"):
+    if compile is True or (compile == "auto" and resolve_device(device).kind in ("cuda", "cpu")):
         from .compile import configure_compile_cache
 
         configure_compile_cache(cache_dir or default_cache_dir())  # the second start is quick
