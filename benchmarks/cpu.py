@@ -6,10 +6,12 @@
 Stages (each recorded in the JSON, errors included, the file rewritten after each):
     llamacpp   llama-cpp-python 0.3.36 built from source in its own venv (`bench_venv.py`)
     hf         transformers loading the GGUF itself (dequantized, float32, eager)
-    quill      the engine as `Engine.load` gives it (float32 on the CPU), and the fast paths
-               (bfloat16 activations, compiled decode; int4 weights with a head whose top-8
-               logits are recomputed in float32 = "fast-int4-rescored"; int4, int8, bf16 too)
-    agreement  fast path vs float32: greedy continuations (32 tokens) of 10 prompts
+    quill      the engine as `Engine.load` gives it ("default": on a CPU float32 activations with
+               the GGUF's 4-bit weights kept as codes, compiled decode = float32-int4), plain
+               float32, and other fast paths (bfloat16 activations, compiled decode; int4 weights
+               with a head whose top-8 logits are recomputed in float32 = "fast-int4-rescored";
+               fast-int4, fast-int8, bf16 on request)
+    agreement  each variant vs plain float32: greedy continuations (32 tokens) of 10 prompts
     server     `quill serve` over stdio: inline completions while "typing" a real Python file
 
 Numbers per engine: decode tok/s (short prompt, 128 tokens, stop tokens ignored), prefill time
@@ -92,14 +94,16 @@ def checkpoint_for(gguf: Path, cache_dir: Path) -> Path:
 
 
 def load_quill(ckpt: Path, variant: str):
-    """variant: "default" (Engine.load as is), "bf16", or "fast-<mode>" (bf16 activations,
-    `runtime.quantize` mode: int4-rescored, int4, int4-f32head, int8; decode compiled)."""
+    """variant: "default" (Engine.load as is), "float32", "bf16", or "fast-<mode>" (bf16
+    activations, `runtime.quantize` mode: int4-rescored, int4, int4-f32head, int8; decode compiled)."""
     from runtime.compile import compile_model
     from runtime.engine import Engine
     from runtime.quantize import quantize
 
     if variant == "default":
         return Engine.load(ckpt, device="cpu")
+    if variant == "float32":
+        return Engine.load(ckpt, device="cpu", precision="float32")
     engine = Engine.load(ckpt, device="cpu", precision="bfloat16", max_seq_length=FAST_MAX_SEQ)
     if variant.startswith("fast-"):
         quantize(engine.model, variant.removeprefix("fast-"))
@@ -344,7 +348,7 @@ def build_prompts(ckpt: Path) -> dict:
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--stages", default=",".join(STAGES), help=f"comma-separated: {', '.join(STAGES)}")
-    p.add_argument("--quill-variants", default="default,fast-int4-rescored,fast-int4-f32head,fast-int4,fast-int8,bf16")
+    p.add_argument("--quill-variants", default="default,float32,fast-int4-rescored")
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--threads", type=int, default=os.cpu_count() or 2)
     p.add_argument("--server-precision", default="auto")
@@ -385,9 +389,9 @@ def main(argv=None) -> int:
                 engines[f"quill-{variant}"] = measure_quill(loaded[variant], prompts, args.runs)
                 r.update(summarize(engines[f"quill-{variant}"]))
     if "agreement" in stages:
-        for variant in [v for v in loaded if v != "default"]:
+        for variant in [v for v in loaded if v != "float32"]:
             with log.stage(f"agreement-{variant}") as r:
-                res = agreement(loaded["default"], loaded[variant], loaded["default"].tokenizer)
+                res = agreement(loaded["float32"], loaded[variant], loaded["float32"].tokenizer)
                 log.data.setdefault("agreement", {})[variant] = res
                 r.update(identical_fraction=res["identical_fraction"])
     loaded.clear()
