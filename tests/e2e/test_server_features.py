@@ -129,7 +129,7 @@ async def test_status_reports_model_device_dtype(server, model_path):
     print_numbers(status={k: status[k] for k in ("state", "model", "device", "dtype", "progress", "acceptance")})
     assert status["state"] == "ready"
     assert status["model"] == model_path
-    assert status["device"] == "cpu" and status["dtype"] == "float32"
+    assert status["device"] == "cpu" and status["dtype"] == "float32-int4"  # CPU auto: a Q4_1 GGUF
     assert status["progress"] is None
     assert status["acceptance"] == {"shown": 0, "accepted": 0}
     assert status["settings"]["maxContextLength"] == 1500
