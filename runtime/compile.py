@@ -165,6 +165,29 @@ def _raise_recompile_limit(limit: int = 64) -> None:
             setattr(dynamo_config, name, limit)
 
 
+def use_triton_kernels(model: nn.Module) -> int:
+    """Route a model's batch-1 decode through Quill's Triton kernels: floating-point linears
+    become `GemvLinear` (int8 ones already use the same GEMV), and attention layers read only
+    the filled cache positions (`decode_attention`). Returns how many modules changed; 0 when
+    the kernels are not available for the model's device."""
+    from .decode_attention import decode_attention, supported
+    from .gemv import GemvLinear, available
+
+    device = model.tok_embeddings.weight.device
+    if not available(device):
+        return 0
+    changed = 0
+    for parent in list(model.modules()):
+        if hasattr(parent, "decode_kernel") and supported(parent.head_dim):
+            parent.decode_kernel = decode_attention
+            changed += 1
+        for name, child in list(parent.named_children()):
+            if type(child) is nn.Linear and child.weight.is_floating_point():
+                setattr(parent, name, GemvLinear.from_linear(child))
+                changed += 1
+    return changed
+
+
 def compile_model(
     model: nn.Module,
     *,
@@ -172,17 +195,22 @@ def compile_model(
     compile_prefill: bool | None = None,
     buckets: Sequence[int] = DEFAULT_PREFILL_BUCKETS,
     sized: bool | None = None,
+    kernels: bool | None = None,
 ) -> CompiledModel:
     """Wrap `model` (a `Transformer` with caches set up) in compiled steps.
 
     Defaults follow the device: CUDA gets CUDA graphs for decode and compiled, bucketed prefill
     (fixed shapes: attention reads the whole cache); other devices get a compiled decode step
-    that reads the cache only up to the filled length (`sized`) and eager prefill. Compilation itself happens on
-    the first call of each shape; call `warmup()` to do it up front.
+    that reads the cache only up to the filled length (`sized`) and eager prefill. `kernels`
+    (default: on CUDA) swaps in Quill's Triton decode kernels first (`use_triton_kernels`).
+    Compilation itself happens on the first call of each shape; call `warmup()` to do it up
+    front.
     """
     _raise_recompile_limit()
     device = model.tok_embeddings.weight.device
     on_cuda = device.type == "cuda"
+    if on_cuda if kernels is None else kernels:
+        use_triton_kernels(model)
     cudagraphs = on_cuda if cudagraphs is None else cudagraphs
     compile_prefill = on_cuda if compile_prefill is None else compile_prefill
     mode = "reduce-overhead" if cudagraphs else None

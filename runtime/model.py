@@ -66,6 +66,9 @@ class Attention(nn.Module):
         self.wo = nn.Linear(q_size, config.dim, bias=config.out_bias)
         self.kv_cache: KVCache | None = None
         self.dml = None
+        # A fused decode attention (runtime/decode_attention.py) that reads only the filled
+        # cache positions; set by `compile.use_triton_kernels` on CUDA.
+        self.decode_kernel = None
 
     def forward(
         self, x: Tensor, cos: Tensor, sin: Tensor, mask: Tensor, input_pos: Tensor, kv_len: int | None = None
@@ -83,6 +86,9 @@ class Attention(nn.Module):
             k = apply_rotary_emb(k, cos, sin)
 
         k, v = self.kv_cache.update(input_pos, k, v)  # [B, KVH, S_max, Dh]
+        if self.decode_kernel is not None and seqlen == 1 and kv_len is None:
+            y = self.decode_kernel(q, k, v, input_pos, self.window)  # [B, H, 1, Dh]
+            return self.wo(y.transpose(1, 2).reshape(bsz, 1, self.n_head * self.head_dim))
         if kv_len is not None:
             k, v = k[:, :, :kv_len], v[:, :, :kv_len]  # [B, KVH, kv_len, Dh]
         y = self._attend(q, k, v, mask, input_pos)  # [B, S, H * Dh]

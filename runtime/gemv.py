@@ -1,0 +1,114 @@
+"""Triton matrix-vector products for batch-1 decode on CUDA: bf16/fp16 and int8 weight-only.
+
+Decode at batch 1 reads every weight once per token, so a linear layer costs its bytes over the
+memory bandwidth. Measured on an H100 (`benchmarks/gemv_probe.py`), cuBLAS reaches 2.5-2.7 TB/s
+on Llama-2-7B's shapes against a read bandwidth of 2.9 TB/s, and the plain `w.to(bf16)` route
+for int8 writes a widened copy of the weight (five bytes moved per weight instead of one).
+These kernels stream each weight row block once, widen int8 in registers next to the multiply,
+accumulate in float32 and apply the per-row scale at the end.
+
+Block sizes are fixed per shape by `_config` (chosen from the sweep in `gemv_probe.py`), not
+autotuned at start-up: tuning is what makes gpt-fast's first call take minutes. The kernels are
+plain Triton, so `torch.compile(fullgraph=True)` and CUDA graphs capture them as user kernels.
+`available()` is False without CUDA or Triton; callers keep `F.linear` then. With
+`TRITON_INTERPRET=1` they also run on CPU tensors, which is how the tests check them without a GPU.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+try:  # Triton ships with CUDA builds of PyTorch only.
+    import triton
+    import triton.language as tl
+except Exception:  # noqa: BLE001 - any failure to import means "no kernel"
+    triton = None
+
+INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
+
+
+def available(device: torch.device) -> bool:
+    """Whether the kernels can run on `device` (CUDA with Triton; any device in interpret mode)."""
+    return triton is not None and (device.type == "cuda" or INTERPRET)
+
+
+if triton is not None:
+
+    @triton.jit
+    def _gemv_kernel(
+        x_ptr, w_ptr, s_ptr, y_ptr, N, K,
+        HAS_SCALE: tl.constexpr, EVEN: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+    ):
+        # One program computes BLOCK_N outputs: y[rows] = (w[rows, :] @ x) (* s[rows]).
+        pid = tl.program_id(0)
+        rows = pid * BLOCK_N + tl.arange(0, BLOCK_N)  # [BLOCK_N]
+        row_ok = rows < N
+        acc = tl.zeros((BLOCK_N, BLOCK_K), dtype=tl.float32)
+        w_rows = w_ptr + rows[:, None].to(tl.int64) * K
+        for k0 in range(0, K, BLOCK_K):
+            cols = k0 + tl.arange(0, BLOCK_K)  # [BLOCK_K]
+            if EVEN:
+                # x is reused by every program: keep it in L2; weights are read once: stream them.
+                x = tl.load(x_ptr + cols, eviction_policy="evict_last")
+                w = tl.load(w_rows + cols[None, :], eviction_policy="evict_first")
+            else:
+                col_ok = cols < K
+                x = tl.load(x_ptr + cols, mask=col_ok, other=0.0, eviction_policy="evict_last")
+                w = tl.load(w_rows + cols[None, :], mask=row_ok[:, None] & col_ok[None, :], other=0,
+                            eviction_policy="evict_first")
+            acc += w.to(tl.float32) * x.to(tl.float32)[None, :]
+        y = tl.sum(acc, axis=1)
+        if HAS_SCALE:
+            y = y * tl.load(s_ptr + rows, mask=row_ok, other=0.0).to(tl.float32)
+        tl.store(y_ptr + rows, y.to(y_ptr.dtype.element_ty), mask=row_ok)
+
+
+def _config(n: int, k: int, itemsize: int) -> tuple[int, int, int]:
+    """(BLOCK_N, BLOCK_K, num_warps), from the H100 sweep of `benchmarks/gemv_probe.py` over
+    Llama-2-7B, Llama-3-8B and Phi-3-mini shapes: 2-4 KB of each weight row per loop step,
+    few rows per program (so N / BLOCK_N programs keep every SM streaming), unmasked loads."""
+    if itemsize == 1:  # int8
+        block_n, block_k, warps = (2, 2048, 4) if k % 2048 == 0 else (4, 1024, 4)
+    else:
+        block_n, block_k, warps = (1, 2048, 8) if k % 2048 == 0 else (2, 1024, 4)
+    return block_n, min(block_k, triton.next_power_of_2(k)), warps
+
+
+def gemv(x: torch.Tensor, weight: torch.Tensor, scales: torch.Tensor | None = None,
+         config: tuple[int, int, int] | None = None) -> torch.Tensor:
+    """y = weight @ x (* scales): x [K] float, weight [N, K] contiguous (x's dtype, or int8 with
+    `scales` [N]) -> y [N] in x's dtype. `config` overrides the block sizes (for the probe)."""
+    n, k = weight.shape
+    y = torch.empty(n, device=x.device, dtype=x.dtype)
+    block_n, block_k, warps = config or _config(n, k, weight.element_size())
+    even = n % block_n == 0 and k % block_k == 0
+    grid = (triton.cdiv(n, block_n),)
+    _gemv_kernel[grid](
+        x, weight, scales if scales is not None else x, y, n, k,
+        HAS_SCALE=scales is not None, EVEN=even, BLOCK_N=block_n, BLOCK_K=block_k, num_warps=warps,
+    )
+    return y
+
+
+class GemvLinear(nn.Linear):
+    """An `nn.Linear` (same parameters, same state-dict keys) whose single-row inputs go
+    through `gemv`; longer inputs (prefill) keep cuBLAS, where the work is compute-bound."""
+
+    @classmethod
+    def from_linear(cls, linear: nn.Linear) -> "GemvLinear":
+        new = cls(linear.in_features, linear.out_features, bias=linear.bias is not None, device="meta")
+        new.weight = linear.weight
+        new.bias = linear.bias
+        return new
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.numel() != self.in_features:
+            return F.linear(x, self.weight, self.bias)
+        y = gemv(x.reshape(-1), self.weight)
+        if self.bias is not None:
+            y = y + self.bias
+        return y.reshape(*x.shape[:-1], self.out_features)

@@ -1,0 +1,120 @@
+"""Quill's Triton decode kernels run by Triton's interpreter on the CPU (no GPU needed).
+
+Run as a script with TRITON_INTERPRET=1 (which must be set before Triton compiles the kernels,
+hence a separate process: see test_triton_kernels.py). Prints one JSON object per check:
+
+  gemv       `runtime.gemv.gemv` against `w @ x` for float32, bfloat16 and int8 weights, with
+             shapes that do and do not divide the block sizes;
+  attention  `runtime.decode_attention` against SDPA under the model's causal / sliding-window
+             mask: MHA, GQA, head sizes 64/80/96/128, windows, first and last cache positions;
+  model      tiny random transformers models of `tiny_models.py`: Quill with
+             `use_triton_kernels` against transformers, 6 greedy decode steps after a prompt
+             longer than the sliding windows, float32. Four families that between them have
+             GQA, sliding windows, a tied head, biases, partial rotary and a parallel block
+             (the interpreter runs each kernel program in Python: all eight would take minutes).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+
+MODEL_CHECKS = ("mistral", "phi2", "smollm2", "phi3")
+
+
+def emit(**row) -> None:
+    print(json.dumps(row), flush=True)
+
+
+def check_gemv() -> None:
+    from runtime.gemv import gemv
+
+    g = torch.Generator().manual_seed(0)
+    for n, k in [(64, 256), (40, 96), (8, 2048), (6, 4096), (33, 1100)]:
+        x = torch.randn(k, generator=g)
+        w = torch.randn(n, k, generator=g)
+        ref = w @ x
+        emit(kind="gemv", dtype="float32", n=n, k=k, err=float((gemv(x, w) - ref).abs().max()),
+             tol=1e-4 * k ** 0.5)
+        xb, wb = x.bfloat16(), w.bfloat16()
+        ref_b = wb.float() @ xb.float()
+        # The output is rounded to bf16 once: at most one bf16 step of the largest value.
+        emit(kind="gemv", dtype="bfloat16", n=n, k=k, err=float((gemv(xb, wb).float() - ref_b).abs().max()),
+             tol=float(ref_b.abs().max()) * 2 ** -7)
+        w8 = torch.randint(-127, 128, (n, k), generator=g, dtype=torch.int8)
+        s = torch.rand(n, generator=g) * 0.01
+        ref8 = (w8.float() @ x) * s
+        emit(kind="gemv", dtype="int8", n=n, k=k, err=float((gemv(x, w8, s) - ref8).abs().max()),
+             tol=1e-5 * k ** 0.5)
+
+
+def check_attention() -> None:
+    from runtime.decode_attention import decode_attention
+
+    g = torch.Generator().manual_seed(1)
+    cases = [  # heads, kv heads, head size, cache positions, query position, window
+        (4, 4, 64, 256, 0, None), (4, 4, 96, 300, 150, None), (8, 2, 80, 200, 199, None),
+        (4, 2, 64, 512, 300, 12), (4, 1, 128, 4096, 2047, None), (6, 3, 64, 128, 64, 64),
+    ]
+    for h, kvh, d, s_max, pos, window in cases:
+        q = torch.randn(1, h, 1, d, generator=g)
+        k = torch.randn(1, kvh, s_max, d, generator=g)
+        v = torch.randn(1, kvh, s_max, d, generator=g)
+        kv_pos = torch.arange(s_max)
+        mask = kv_pos <= pos
+        if window:
+            mask &= kv_pos > pos - window
+        ref = F.scaled_dot_product_attention(
+            q, k.repeat_interleave(h // kvh, 1), v.repeat_interleave(h // kvh, 1),
+            attn_mask=mask[None, None, None, :])
+        out = decode_attention(q, k, v, torch.tensor([pos]), window)
+        emit(kind="attention", case=[h, kvh, d, s_max, pos, window], err=float((out - ref).abs().max()),
+             tol=1e-5)
+
+
+@torch.no_grad()
+def check_models() -> None:
+    from runtime.compile import use_triton_kernels
+    from runtime.config import ModelConfig
+    from runtime.model import Transformer
+    from runtime.weight_map import hf_to_native
+    from tests.runtime.tiny_models import tiny_hf_model
+
+    prompt_len, steps = 20, 6
+    for name in MODEL_CHECKS:
+        hf_model, cfg = tiny_hf_model(name)
+        config = ModelConfig.from_hf_config(cfg)
+        model = Transformer(config).eval()
+        model.load_state_dict(hf_to_native(hf_model.state_dict(), config), strict=True)
+        model.setup_caches(1, 64)
+        changed = use_triton_kernels(model)
+        ids = torch.randint(3, 256, (1, prompt_len), generator=torch.Generator().manual_seed(3))
+        hf_logits = hf_model(ids, use_cache=True)
+        past = hf_logits.past_key_values
+        ours = model(ids, torch.arange(prompt_len))[:, -1]
+        ref = hf_logits.logits[:, -1]
+        err, same = 0.0, True
+        for i in range(steps):
+            err = max(err, float((ours - ref).abs().max()))
+            token = ref.argmax(-1, keepdim=True)
+            same &= bool(token.equal(ours.argmax(-1, keepdim=True)))
+            out = hf_model(token, past_key_values=past, use_cache=True)
+            past, ref = out.past_key_values, out.logits[:, -1]
+            ours = model(token, torch.tensor([prompt_len + i]))[:, -1]
+        emit(kind="model", model=name, changed=changed, err=err, tokens_equal=same, tol=1e-4)
+
+
+if __name__ == "__main__":
+    if os.environ.get("TRITON_INTERPRET") != "1":
+        sys.exit("run with TRITON_INTERPRET=1")
+    check_gemv()
+    check_attention()
+    check_models()
