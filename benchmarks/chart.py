@@ -44,7 +44,7 @@ def gpu_chart(data: dict, out: Path) -> None:
     for row, model in enumerate(models):
         engines = data["models"][model]["engines"]
         workloads = sorted({w for e in engines.values() for w, r in e.items() if isinstance(r, dict)},
-                           key=["parity", "completion", "chat", "typing"].index)
+                           key=["parity", "prefill", "completion", "chat", "typing"].index)
         decode = {e: [r.get(w, {}).get("decode_tok_s") for w in workloads] for e, r in engines.items()}
         labels = {e: [_fraction(r.get(w, {})) for w in workloads] for e, r in engines.items()}
         _bars(axes[row][0], workloads, decode, "decode tok/s", labels)

@@ -202,11 +202,12 @@ def quill_from_hf(hf_model, shape: dict, device: str, max_seq_length: int):
     return Engine(model, None, device=dev)
 
 
-def kv_bytes_per_step(engine) -> int:
-    """Bytes of KV cache one Quill decode step reads (attention reads the whole static cache)."""
+def kv_bytes_per_position(engine) -> int:
+    """Bytes of keys and values one cache position holds over all layers. On CUDA, Quill's
+    decode attention reads the filled positions only (`runtime/decode_attention.py`)."""
     cfg = engine.config
     itemsize = engine.model.tok_embeddings.weight.element_size()
-    return 2 * cfg.n_layer * cfg.n_local_heads * cfg.head_dim * engine.max_seq_length * itemsize
+    return 2 * cfg.n_layer * cfg.n_local_heads * cfg.head_dim * itemsize
 
 
 # --- Hugging Face transformers peers -------------------------------------------------------

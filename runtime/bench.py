@@ -3,6 +3,7 @@
 Workloads (batch 1, greedy, fixed output length: stop tokens are ignored, as in gpt-fast):
 
     parity      5-token prompt, 200 new tokens (gpt-fast's published setup)
+    prefill     2,048-token prompt, 1 new token (its time to first token is the prefill)
     completion  1,536-token prefix, 64 new tokens (an inline completion in a large file)
     typing      20 requests, each prompt 8 tokens longer than the last, 64 new tokens each;
                 the engine's prefix reuse makes each keystroke cost only its new tokens
@@ -40,6 +41,7 @@ class Workload:
 
 WORKLOADS = {
     "parity": Workload("parity", 5, 200),
+    "prefill": Workload("prefill", 2048, 1),  # time to first token = prefill of 2,048 tokens
     "completion": Workload("completion", 1536, 64),
     "typing": Workload("typing", 1536, 64, requests=20, step_tokens=8),
     "chat": Workload("chat", 500, 256),

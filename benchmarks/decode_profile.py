@@ -1,0 +1,165 @@
+"""Where a compiled decode step spends its time: tok/s plus a per-kernel breakdown.
+
+    python benchmarks/decode_profile.py --model llama-2-7b --out $OUT/profile.json
+    python benchmarks/decode_profile.py --model llama-2-7b --cdt --precision int8
+
+Builds the model straight from its shape with seeded random bf16 weights (no transformers),
+compiles it the way `Engine.load` does on CUDA, times `--steps` greedy decode steps at a cache
+position near `--position`, and profiles a few steps with `torch.profiler`, summing CUDA time
+per kernel name. `--cdt` turns on Inductor's coordinate-descent tuning (gpt-fast's setting),
+`--kv-limit` sets the static cache size. A diagnosis tool for `benchmarks/gpu.py`'s numbers,
+not a peer comparison.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from collections import defaultdict
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import torch  # noqa: E402
+
+from common import MODEL_SHAPES, environment  # noqa: E402
+from runtime.compile import compile_model, configure_compile_cache, warmup  # noqa: E402
+from runtime.config import ModelConfig  # noqa: E402
+from runtime.model import Transformer  # noqa: E402
+from runtime.quantize import quantize, weight_bytes  # noqa: E402
+
+
+def build(name: str, max_seq: int, precision: str) -> Transformer:
+    config = ModelConfig.from_hf_config(MODEL_SHAPES[name])
+    torch.manual_seed(0)
+    with torch.device("cuda"):
+        model = Transformer(config).to(torch.bfloat16)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.normal_(0.0, 0.02) if p.dim() > 1 else p.fill_(1.0)
+    model.setup_caches(1, max_seq)
+    if precision != "bf16":
+        quantize(model, precision)
+    return model.eval()
+
+
+@torch.no_grad()
+def time_decode(model, position: int, steps: int) -> float:
+    token = torch.zeros(1, 1, dtype=torch.long, device="cuda")
+    for i in range(3):
+        model(token, torch.tensor([position + i], device="cuda"))
+    torch.cuda.synchronize()
+    t0 = time.perf_counter()
+    for i in range(steps):
+        logits = model(token, torch.tensor([position + i], device="cuda"))
+        token = logits[:, -1].argmax(-1, keepdim=True)
+    torch.cuda.synchronize()
+    return steps / (time.perf_counter() - t0)
+
+
+@torch.no_grad()
+def check_against_eager(model, compiled, steps: int = 24) -> dict:
+    """Greedy decode with the compiled model (Triton kernels, CUDA graphs) and with plain eager
+    PyTorch (SDPA over the masked cache, cuBLAS) from the same prompt: logits and tokens."""
+    prompt = torch.arange(100, 133, device="cuda")[None]
+    outs = {}
+    for label, m in (("eager", model), ("compiled", compiled)):
+        torch.manual_seed(0)
+        logits = m(prompt, torch.arange(prompt.shape[1], device="cuda"))[:, -1:]
+        tokens, rows = [], []
+        for i in range(steps):
+            token = logits[:, -1].argmax(-1, keepdim=True)
+            tokens.append(int(token))
+            rows.append(logits[0, -1].float())
+            logits = m(token, torch.tensor([prompt.shape[1] + i], device="cuda"))
+        outs[label] = (tokens, torch.stack(rows))
+    diff = (outs["eager"][1] - outs["compiled"][1]).abs()
+    return {"tokens_equal": outs["eager"][0] == outs["compiled"][0], "max_abs_logit_diff": float(diff.max()),
+            "mean_abs_logit_diff": float(diff.mean()), "eager_tokens": outs["eager"][0],
+            "compiled_tokens": outs["compiled"][0]}
+
+
+@torch.no_grad()
+def profile_decode(model, position: int, steps: int = 5, top: int = 25) -> dict:
+    from torch.profiler import ProfilerActivity, profile
+
+    token = torch.zeros(1, 1, dtype=torch.long, device="cuda")
+    with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        for i in range(steps):
+            model(token, torch.tensor([position + i], device="cuda"))
+        torch.cuda.synchronize()
+    per_kernel: dict[str, list] = defaultdict(lambda: [0.0, 0])
+    for evt in prof.events():
+        if evt.device_type == torch.autograd.DeviceType.CUDA:
+            slot = per_kernel[evt.name[:120]]
+            slot[0] += evt.device_time_total if hasattr(evt, "device_time_total") else evt.cuda_time_total
+            slot[1] += 1
+    total = sum(v[0] for v in per_kernel.values())
+    rows = sorted(per_kernel.items(), key=lambda kv: -kv[1][0])[:top]
+    return {
+        "gpu_us_per_step": total / steps,
+        "kernels_per_step": sum(v[1] for v in per_kernel.values()) / steps,
+        "top": [{"kernel": k, "us_per_step": v[0] / steps, "calls_per_step": v[1] / steps} for k, v in rows],
+    }
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", default="llama-2-7b")
+    p.add_argument("--precision", default="bf16", help="bf16, int8, int4")
+    p.add_argument("--cdt", action="store_true", help="Inductor coordinate-descent tuning")
+    p.add_argument("--kv-limit", type=int, default=2048)
+    p.add_argument("--no-kernels", action="store_true", help="without Quill's Triton decode kernels")
+    p.add_argument("--profile-eager", action="store_true", help="also profile without CUDA graphs")
+    p.add_argument("--check", action="store_true", help="only compare compiled and eager decode")
+    p.add_argument("--position", type=int, default=100)
+    p.add_argument("--steps", type=int, default=200)
+    p.add_argument("--out", default=None)
+    args = p.parse_args(argv)
+
+    import torch._inductor.config as inductor_config
+    configure_compile_cache(tempfile.mkdtemp(prefix="quill-profile-cache-"))
+    if args.cdt:
+        inductor_config.coordinate_descent_tuning = True
+    t0 = time.perf_counter()
+    model = build(args.model, args.kv_limit, args.precision)
+    built = time.perf_counter() - t0
+    if args.check:
+        import copy
+        reference = copy.deepcopy(model)  # plain modules: the swap below happens in place
+        compiled = compile_model(model, compile_prefill=False, kernels=not args.no_kernels)
+        save({"args": vars(args), "check": check_against_eager(reference, compiled)}, args.out)
+        return 0
+    compiled = compile_model(model, compile_prefill=False, kernels=not args.no_kernels)
+    compile_s = warmup(compiled, max_prompt=16, log_fn=lambda m: None)
+    rate = time_decode(compiled, args.position, args.steps)
+    wbytes = weight_bytes(model)
+    result = {
+        "environment": environment(), "args": vars(args), "build_s": built, "compile_s": compile_s,
+        "decode_tok_s": rate, "weight_bytes": wbytes, "weights_GBps": wbytes * rate / 1e9,
+        "profile": profile_decode(compiled, args.position),
+    }
+    save(result, args.out)
+    if args.profile_eager:
+        # Kernels replayed from a CUDA graph may not show in the profile: profile the same
+        # compiled code launched one kernel at a time too (its launch gaps are not the graph's).
+        plain = compile_model(model, cudagraphs=False, compile_prefill=False, kernels=not args.no_kernels)
+        warmup(plain, max_prompt=16, log_fn=lambda m: None)
+        result["profile_without_graphs"] = profile_decode(plain, args.position)
+        save(result, args.out)
+    return 0
+
+
+def save(result: dict, out: str | None) -> None:
+    text = json.dumps(result, indent=1)
+    print(text, flush=True)
+    if out:
+        Path(out).write_text(text)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

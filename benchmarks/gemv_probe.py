@@ -1,0 +1,146 @@
+"""Batch-1 matrix-vector products on CUDA: which kernel reads weights closest to bandwidth.
+
+    python benchmarks/gemv_probe.py --out $OUT/gemv.json
+
+For the linear shapes of a model (default Llama-2-7B: fused qkv, wo, fused gate/up, down, head)
+it times y = W x with: cuBLAS (`F.linear`), Quill's Triton GEMV (`runtime/gemv.py`) at its
+chosen blocks and, with `--sweep`, at every block size of a grid (bf16 and int8 weights), and
+with `--inductor`, Inductor's code under coordinate-descent tuning (what gpt-fast relies on;
+slow to compile). Each variant is captured in a CUDA graph of `--reps` calls, so launch
+overhead is out of the numbers; GB/s counts weight bytes read. Also: read and copy bandwidth.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+# (BLOCK_N, bytes of weight per row per loop step, num_warps)
+GRID = [(bn, kb, wp) for bn in (1, 2, 4, 8) for kb in (1024, 2048, 4096, 8192) for wp in (4, 8)]
+
+SHAPES = {
+    "llama-2-7b": {"wqkv": (12288, 4096), "wo": (4096, 4096), "w13": (22016, 4096),
+                   "w2": (4096, 11008), "head": (32000, 4096)},
+    "llama-3-8b": {"wqkv": (6144, 4096), "w13": (28672, 4096), "w2": (4096, 14336),
+                   "head": (128256, 4096)},
+    "phi-3-mini": {"wqkv": (9216, 3072), "wo": (3072, 3072), "w13": (16384, 3072), "w2": (3072, 8192)},
+}
+
+
+def graph_time(fn, reps: int) -> float:
+    """Seconds per call of fn, from a CUDA graph replaying `reps` calls."""
+    s = torch.cuda.Stream()
+    s.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(s):
+        for _ in range(3):
+            fn()
+    torch.cuda.current_stream().wait_stream(s)
+    g = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(g):
+        for _ in range(reps):
+            fn()
+    g.replay()
+    torch.cuda.synchronize()
+    best = float("inf")
+    for _ in range(5):
+        t0 = time.perf_counter()
+        g.replay()
+        torch.cuda.synchronize()
+        best = min(best, (time.perf_counter() - t0) / reps)
+    return best
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--models", default="llama-2-7b")
+    p.add_argument("--reps", type=int, default=50)
+    p.add_argument("--out", default=None)
+    p.add_argument("--sweep", action="store_true", help="time every block size of the grid")
+    p.add_argument("--inductor", action="store_true", help="also Inductor with coordinate descent")
+    args = p.parse_args(argv)
+
+    import torch._inductor.config as inductor_config
+    from runtime.compile import configure_compile_cache
+    from runtime.gemv import _config, gemv
+
+    configure_compile_cache(tempfile.mkdtemp(prefix="quill-gemv-cache-"))
+    inductor_config.coordinate_descent_tuning = args.inductor
+    dev = "cuda"
+    result: dict = {"device": torch.cuda.get_device_name(), "torch": torch.__version__, "rows": []}
+
+    big = torch.randn(1 << 29, device=dev, dtype=torch.bfloat16)  # 1 GiB
+    dst = torch.empty_like(big)
+    result["read_GBps"] = big.numel() * 2 / graph_time(lambda: big.sum(), 3) / 1e9
+    result["copy_GBps"] = big.numel() * 4 / graph_time(lambda: dst.copy_(big), 3) / 1e9
+    del big, dst
+
+    def cdt_linear(x, w):
+        return F.linear(x, w)
+
+    def cdt_int8(x, w, s):
+        return F.linear(x, w.to(x.dtype)) * s
+
+    lin = torch.compile(cdt_linear, dynamic=False)
+    lin8 = torch.compile(cdt_int8, dynamic=False)
+    for model in args.models.split(","):
+        for name, (n, k) in SHAPES[model].items():
+            w = torch.randn(n, k, device=dev, dtype=torch.bfloat16) * 0.02
+            x = torch.randn(1, k, device=dev, dtype=torch.bfloat16)
+            w8 = torch.randint(-127, 127, (n, k), device=dev, dtype=torch.int8)
+            s = torch.rand(n, device=dev, dtype=torch.bfloat16) * 0.01
+            row = {"model": model, "name": name, "n": n, "k": k}
+            xv = x.view(-1)
+            variants = {
+                "cublas_bf16": (lambda: F.linear(x, w), n * k * 2),
+                "quill_bf16": (lambda: gemv(xv, w), n * k * 2),
+                "quill_int8": (lambda: gemv(xv, w8, s), n * k),
+            }
+            row["quill_bf16_config"], row["quill_int8_config"] = _config(n, k, 2), _config(n, k, 1)
+            if args.inductor:
+                variants["inductor_cdt_bf16"] = (lambda: lin(x, w), n * k * 2)
+                variants["inductor_cdt_int8"] = (lambda: lin8(x, w8, s), n * k)
+            if args.sweep:
+                for cfg in GRID:
+                    bn, kbytes, warps = cfg
+                    if kbytes // 2 <= k:
+                        variants[f"sweep_bf16_{bn}_{kbytes // 2}_{warps}"] = (
+                            lambda c=(bn, kbytes // 2, warps): gemv(xv, w, config=c), n * k * 2)
+                    if kbytes <= k:
+                        variants[f"sweep_int8_{bn}_{kbytes}_{warps}"] = (
+                            lambda c=(bn, kbytes, warps): gemv(xv, w8, s, config=c), n * k)
+            for label, (fn, nbytes) in variants.items():
+                try:
+                    t0 = time.perf_counter()
+                    fn()
+                    torch.cuda.synchronize()
+                    first = time.perf_counter() - t0
+                    sec = graph_time(fn, args.reps)
+                    row[label] = {"us": sec * 1e6, "GBps": nbytes / sec / 1e9, "first_call_s": first}
+                except Exception as exc:  # noqa: BLE001 - record and go on
+                    row[label] = {"error": repr(exc)[:300]}
+            for dtype in ("bf16", "int8"):
+                swept = {key: v["us"] for key, v in row.items() if key.startswith(f"sweep_{dtype}")
+                         and isinstance(v, dict) and "us" in v}
+                if swept:
+                    best = min(swept, key=swept.get)
+                    row[f"best_{dtype}"] = {"variant": best, **row[best]}
+            result["rows"].append(row)
+            print(json.dumps({key: v for key, v in row.items() if not key.startswith("sweep_")}), flush=True)
+    text = json.dumps(result, indent=1)
+    if args.out:
+        Path(args.out).write_text(text)
+    print(json.dumps({k: v for k, v in result.items() if k != "rows"}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
