@@ -171,10 +171,22 @@ def editor() -> str:
     return "visual_studio_code"
 
 
+# Protocol tests load the model in float32: the CPU default (`auto`, which is `float32-int4` for
+# this Q4_1 GGUF) rebuilds the 4-bit codes and compiles the decode step at every server start,
+# 10-20 s each on two cores. That default is what `first_use`, the status test, the CLI and the
+# Neovim tests start; a test asks for it here by parametrizing `precision` with "auto".
+PROTOCOL_PRECISION = "float32"
+
+
 @pytest.fixture
-async def server(first_use, session_cache, workspace, data_dir, model_path, editor):
+def precision() -> str:
+    return PROTOCOL_PRECISION
+
+
+@pytest.fixture
+async def server(first_use, session_cache, workspace, data_dir, model_path, editor, precision):
     """A ready server (model loaded from the warm session cache) with VS Code or Neovim capabilities."""
-    init = {"model": model_path, "completion": {"maxTokens": 24}, "chat": {"maxTokens": 24}}
+    init = {"model": model_path, "precision": precision, "completion": {"maxTokens": 24}, "chat": {"maxTokens": 24}}
     async with quill_server(workspace, session_cache, data_dir, init=init, capabilities=editor) as client:
         await client.wait_loaded()
         yield client

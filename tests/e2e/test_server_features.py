@@ -124,6 +124,7 @@ async def test_chat_streams_deltas_that_add_up_to_the_reply(server, editor):
     assert turns[1]["content"] == result["reply"] and turns[1]["finishReason"] == result["finishReason"]
 
 
+@pytest.mark.parametrize("precision", ["auto"])
 async def test_status_reports_model_device_dtype(server, model_path):
     status = await server.request("quill/status", {})
     print_numbers(status={k: status[k] for k in ("state", "model", "device", "dtype", "progress", "acceptance")})

@@ -11,11 +11,11 @@ import sqlite3
 
 from lsprotocol import types
 
-from tests.e2e.conftest import print_numbers, quill_server
+from tests.e2e.conftest import PROTOCOL_PRECISION, print_numbers, quill_server
 
 pytestmark = pytest.mark.slow  # real weights, real server processes
 
-INIT = {"chat": {"maxTokens": 12}}
+INIT = {"precision": PROTOCOL_PRECISION, "chat": {"maxTokens": 12}}
 
 
 def init_for(model_path: str) -> dict:
@@ -68,7 +68,7 @@ async def test_disable_history_records_nothing(first_use, session_cache, workspa
 async def test_sigkill_during_a_streamed_reply_keeps_every_completed_turn(
     first_use, session_cache, workspace, data_dir, model_path
 ):
-    init = {"model": model_path, "chat": {"maxTokens": 8}}
+    init = {"model": model_path, "precision": PROTOCOL_PRECISION, "chat": {"maxTokens": 8}}
     async with quill_server(workspace, session_cache, data_dir, init=init, shutdown=False) as doomed:
         await doomed.wait_loaded()
         done = await chat(doomed, "Say hello.")
@@ -98,7 +98,7 @@ async def test_sigkill_during_a_streamed_reply_keeps_every_completed_turn(
 
 
 async def test_two_servers_on_one_workspace_keep_each_others_turns(first_use, session_cache, workspace, data_dir, model_path):
-    init = {"model": model_path, "chat": {"maxTokens": 4}}
+    init = {"model": model_path, "precision": PROTOCOL_PRECISION, "chat": {"maxTokens": 4}}
     async with quill_server(workspace, session_cache, data_dir, init=init) as a, \
             quill_server(workspace, session_cache, data_dir, init=init) as b:
         await asyncio.gather(a.wait_loaded(), b.wait_loaded())
