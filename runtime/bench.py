@@ -200,7 +200,7 @@ def add_bench_command(subparsers) -> None:
     p.add_argument("--model", "--hf_model", "--checkpoint_path", dest="model", default=None,
                    help="model alias, repo id, folder, .gguf or checkpoint (default: the default model)")
     p.add_argument("--device", default="auto")
-    p.add_argument("--precision", default="auto", help="auto, float32, bfloat16, float16")
+    p.add_argument("--precision", default="auto", help="auto, float32, bfloat16, float16, int8, int4, float32-int4")
     p.add_argument("--quantize", choices=["none", "int8", "int4", "int4-f32head"], default="none",
                    help="weight-only quantization (int4-f32head: int4 with a float32 output head)")
     p.add_argument("--compile", choices=["auto", "on", "off"], default="auto",

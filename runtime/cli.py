@@ -15,7 +15,7 @@ from .errors import QuillError
 from .progress import ProgressBars, format_bytes
 from .store.aliases import DEFAULT_ALIAS, describe_aliases
 
-PRECISION_CHOICES = ("auto", "float32", "float16", "bfloat16", "int8", "int4")
+PRECISION_CHOICES = ("auto", "float32", "float16", "bfloat16", "int8", "int4", "float32-int4")
 
 
 def add_commands(subparsers) -> None:
