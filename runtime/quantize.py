@@ -26,6 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import grid_int4_cpu
 from .errors import DeviceError
 from .gemv import available as gemv_available
 from .gemv import gemv
@@ -223,6 +224,19 @@ def _dequantize_codes(codes, scales, zeros, group_size: int) -> torch.Tensor:
     return w.view(n, k)
 
 
+def _pack_nibbles(codes: torch.Tensor, group_size: int) -> torch.Tensor:
+    """[N, K] codes 0..15 -> [N, K/2] bytes: per group, code j | code (j + g/2) << 4."""
+    n, k = codes.shape
+    halves = codes.view(n, -1, 2, group_size // 2)
+    return (halves[:, :, 0] | (halves[:, :, 1] << 4)).reshape(n, k // 2)
+
+
+def _unpack_nibbles(packed: torch.Tensor, group_size: int) -> torch.Tensor:
+    """[N, K/2] bytes -> [N, G, g] codes (the inverse of `_pack_nibbles`)."""
+    p = packed.view(packed.shape[0], -1, group_size // 2)
+    return torch.cat([p & 15, p >> 4], dim=-1)
+
+
 def _materialized(x: torch.Tensor) -> torch.Tensor:
     """`x` as a buffer of its own inside a compiled graph. Without it Inductor recomputes the
     producer of a matrix-vector product's input (a norm, say) once per output row."""
@@ -231,21 +245,29 @@ def _materialized(x: torch.Tensor) -> torch.Tensor:
 
 
 class GridInt4Linear(nn.Module):
-    """A linear whose weights are 4-bit already (a Q4_0/Q4_1 GGUF), kept as one uint8 code per
-    weight plus a float32 scale and zero per group: a quarter of float32's bytes, the same values.
+    """A linear whose weights are 4-bit already (a Q4_0/Q4_1 GGUF), kept as 4-bit codes, two to
+    a byte, plus a float32 scale and zero per group: an eighth of float32's bytes, the same values.
 
-    Activations stay float32. The compiled decode step (one row) reads the codes and dequantizes
-    on the fly in a fused loop; longer inputs (prefill, eager steps) dequantize the matrix and use
-    the float32 matmul, so they give float32's results exactly."""
+    Activations stay float32. The compiled decode step (one row) reads the packed codes and
+    dequantizes them inside the product; longer inputs (prefill, eager steps) dequantize the
+    matrix and use the float32 matmul, so they give float32's results exactly.
+
+    Packing: byte j of a group holds code j in its low nibble and code j + g/2 in its high one
+    (GGUF's own order), so each half unpacks to a contiguous run of inputs."""
 
     def __init__(self, codes, scales, zeros, bias, group_size: int = 32):
         super().__init__()
         self.out_features, self.in_features = codes.shape
         self.group_size = group_size
-        self.register_buffer("codes", codes, persistent=True)  # [N, K] uint8, 0..15
+        self.register_buffer("packed", _pack_nibbles(codes, group_size), persistent=True)  # [N, K/2] uint8
         self.register_buffer("scales", scales, persistent=True)  # [N, K/g] float32
         self.register_buffer("zeros", zeros, persistent=True)  # [N, K/g] float32
         self.register_buffer("bias", bias, persistent=True)
+        # The compiled decode step's product goes through a C++ kernel where it builds
+        # (`grid_int4_cpu.py`: twice Inductor's speed for this loop); else a PyTorch expression.
+        self.use_kernel = (codes.device.type == "cpu"
+                           and grid_int4_cpu.supports(self.out_features, self.in_features, group_size)
+                           and grid_int4_cpu.available())
 
     @classmethod
     def from_linear(cls, linear: nn.Linear, group_size: int = 32) -> "GridInt4Linear | None":
@@ -256,14 +278,31 @@ class GridInt4Linear(nn.Module):
         bias = None if linear.bias is None else linear.bias.detach().float()
         return cls(*grid, bias, group_size)
 
+    def codes(self) -> torch.Tensor:
+        """[N, K] uint8 codes 0..15."""
+        return _unpack_nibbles(self.packed, self.group_size).reshape(self.out_features, self.in_features)
+
     def dequantize(self) -> torch.Tensor:
-        return _dequantize_codes(self.codes, self.scales, self.zeros, self.group_size)
+        return _dequantize_codes(self.codes(), self.scales, self.zeros, self.group_size)
+
+    def _decode_row(self, x: torch.Tensor) -> torch.Tensor:
+        """x [1, K] -> [1, N] in PyTorch ops, dequantizing inside the product (for torch.compile
+        where the C++ kernel is unavailable)."""
+        n, half = self.out_features, self.group_size // 2
+        p = self.packed.view(n, -1, half)  # [N, G, g/2]
+        xs = x.view(-1, 2, half)  # [G, 2, g/2]: each group's first and second half
+        s, z = self.scales[..., None], self.zeros[..., None]  # [N, G, 1]
+        lo = (p & 15).float() * s + z
+        hi = (p >> 4).float() * s + z
+        return (lo * xs[:, 0] + hi * xs[:, 1]).sum(dim=(-1, -2)).view(1, n)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
         x2 = x.reshape(-1, self.in_features)
-        if x2.shape[0] == 1 and torch.compiler.is_compiling():
-            y = (self.dequantize() * _materialized(x2)).sum(-1).view(1, self.out_features)
+        if x2.shape[0] == 1 and torch.compiler.is_compiling() and self.use_kernel:
+            y = torch.ops.quill.grid_int4_gemv(x2, self.packed, self.scales, self.zeros)
+        elif x2.shape[0] == 1 and torch.compiler.is_compiling():
+            y = self._decode_row(_materialized(x2))
         else:
             y = F.linear(x2, self.dequantize())
         y = y.reshape(*shape[:-1], self.out_features)

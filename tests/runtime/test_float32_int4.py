@@ -30,6 +30,53 @@ def test_four_bit_grid_gives_back_q4_1_weights_bit_for_bit():
     assert torch.equal(deq, w)
 
 
+def test_packed_codes_unpack_to_the_same_codes_and_weights():
+    w = q4_1_like(16, 128, seed=3)
+    layer = GridInt4Linear.from_linear(_linear(w))
+    assert layer.packed.shape == (16, 64)  # two codes a byte
+    assert torch.equal(layer.codes(), four_bit_grid(w)[0])
+    assert torch.equal(layer.dequantize(), w)
+
+
+@pytest.mark.parametrize("n,k", [(8, 64), (12, 96), (960, 576), (576, 1536)])
+def test_cpu_kernel_equals_the_dequantized_product(n, k):
+    """The C++ kernel (`grid_int4_cpu.py`) against a float64 product of the same weights."""
+    from runtime import grid_int4_cpu
+
+    if not grid_int4_cpu.available():
+        pytest.skip("no C++ compiler for Inductor here")
+    w = q4_1_like(n, k, seed=n)
+    layer = GridInt4Linear.from_linear(_linear(w))
+    assert layer.use_kernel
+    x = torch.randn(1, k, generator=torch.Generator().manual_seed(k))
+    got = torch.ops.quill.grid_int4_gemv(x, layer.packed, layer.scales, layer.zeros)
+    want = x.double() @ w.double().T
+    assert got.shape == (1, n)
+    assert ((got.double() - want).abs().max() / want.abs().max()).item() < 1e-6
+
+
+@pytest.mark.parametrize("n", [12, 10])  # 10 rows: not a multiple of 4, the PyTorch expression
+def test_compiled_decode_row_equals_eager(n):
+    w = q4_1_like(n, 96, seed=5)
+    layer = GridInt4Linear.from_linear(_linear(w))
+    if n % 4:
+        assert not layer.use_kernel
+    x = torch.randn(1, 1, 96, generator=torch.Generator().manual_seed(6))
+    compiled = torch.compile(layer, fullgraph=True)
+    with torch.no_grad():
+        want = layer(x)  # eager: the float32 matmul of the dequantized weights
+        got = compiled(x)
+    assert got.shape == (1, 1, n)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+
+
+def _linear(w: torch.Tensor) -> nn.Linear:
+    lin = nn.Linear(w.shape[1], w.shape[0], bias=False)
+    with torch.no_grad():
+        lin.weight.copy_(w)
+    return lin
+
+
 def test_weights_off_the_grid_are_refused():
     assert four_bit_grid(torch.randn(64, 128)) is None
     w = q4_1_like(64, 128)
