@@ -30,7 +30,7 @@ ROWS = 4  # output rows per loop: independent accumulators
 
 _SOURCE = r"""
 #include <torch/csrc/inductor/cpp_prefix.h>
-#if defined(__AVX512F__)
+#if defined(__AVX512F__) && !defined(QUILL_PLAIN_CPP)
 #include <immintrin.h>
 #endif
 // codes: [N, K/2] bytes; in each group of 32 inputs, byte j holds code j (low nibble) and code
@@ -48,7 +48,7 @@ extern "C" void kernel(const float* x, const uint8_t* codes, const float* scales
     #pragma omp parallel for
     for (int64_t n0 = 0; n0 < N; n0 += 4) {
         float zacc[4] = {0, 0, 0, 0};
-#if defined(__AVX512F__)
+#if defined(__AVX512F__) && !defined(QUILL_PLAIN_CPP)
         __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
         const __m128i low4 = _mm_set1_epi8(0x0F);
         for (int64_t g = 0; g < G; g++) {
@@ -86,17 +86,24 @@ _kernel = None
 _failed = False
 
 
+def compile_kernel(plain: bool = False):
+    """Build the kernel (cached on disk by Inductor). `plain` leaves out the AVX-512 path, as a
+    CPU without it gets (the tests check both)."""
+    from torch._inductor.codecache import CppPythonBindingsCodeCache
+
+    source = ("#define QUILL_PLAIN_CPP\n" if plain else "") + _SOURCE
+    return CppPythonBindingsCodeCache.load_pybinding(
+        ["const float*", "const uint8_t*", "const float*", "const float*", "float*",
+         "const int64_t", "const int64_t"], source)
+
+
 def _build():
-    """The compiled kernel, built on first use (a second or two; cached on disk by Inductor)."""
+    """The kernel for this process, built on first use (a second or two the first time)."""
     global _kernel, _failed
     with _lock:
         if _kernel is None and not _failed:
             try:
-                from torch._inductor.codecache import CppPythonBindingsCodeCache
-
-                _kernel = CppPythonBindingsCodeCache.load_pybinding(
-                    ["const float*", "const uint8_t*", "const float*", "const float*", "float*",
-                     "const int64_t", "const int64_t"], _SOURCE)
+                _kernel = compile_kernel()
             except Exception as exc:  # noqa: BLE001 - no compiler, or the internal API moved
                 _failed = True
                 log.info("4-bit CPU kernel unavailable (%s); using the PyTorch expression", exc)

@@ -55,6 +55,23 @@ def test_cpu_kernel_equals_the_dequantized_product(n, k):
     assert ((got.double() - want).abs().max() / want.abs().max()).item() < 1e-6
 
 
+def test_cpu_kernel_without_avx512_gives_the_same_product():
+    """The plain C++ path (CPUs without AVX-512) against the float64 product."""
+    from runtime import grid_int4_cpu
+    from runtime.quantize import _pack_nibbles
+
+    if not grid_int4_cpu.available():
+        pytest.skip("no C++ compiler for Inductor here")
+    kernel = grid_int4_cpu.compile_kernel(plain=True)
+    w = q4_1_like(12, 96, seed=7)
+    codes, scales, zeros = four_bit_grid(w)
+    x = torch.randn(1, 96, generator=torch.Generator().manual_seed(8))
+    y = torch.empty(1, 12)
+    kernel(x, _pack_nibbles(codes, 32), scales, zeros, y, 12, 96)
+    want = x.double() @ w.double().T
+    assert ((y.double() - want).abs().max() / want.abs().max()).item() < 1e-6
+
+
 @pytest.mark.parametrize("n", [12, 10])  # 10 rows: not a multiple of 4, the PyTorch expression
 def test_compiled_decode_row_equals_eager(n):
     w = q4_1_like(n, 96, seed=5)
