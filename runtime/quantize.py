@@ -143,10 +143,7 @@ class Int4Linear(nn.Module):
             y = torch.ops.aten._weight_int4pack_mm(
                 x2.to(torch.bfloat16), self.weight, self.group_size, self.scales_and_zeros
             ).to(x.dtype)
-        y = y.reshape(*shape[:-1], self.out_features)
-        if self.bias is not None:
-            y = y + self.bias
-        return y
+        return _output(y, shape, self.out_features, self.bias)
 
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, "
@@ -237,6 +234,12 @@ def _unpack_nibbles(packed: torch.Tensor, group_size: int) -> torch.Tensor:
     return torch.cat([p & 15, p >> 4], dim=-1)
 
 
+def _output(y: torch.Tensor, shape: torch.Size, out_features: int, bias: torch.Tensor | None) -> torch.Tensor:
+    """Rows [M, N] of a linear back to the input's leading shape, bias added."""
+    y = y.reshape(*shape[:-1], out_features)
+    return y if bias is None else y + bias
+
+
 def _materialized(x: torch.Tensor) -> torch.Tensor:
     """`x` as a buffer of its own inside a compiled graph. Without it Inductor recomputes the
     producer of a matrix-vector product's input (a norm, say) once per output row."""
@@ -305,10 +308,7 @@ class GridInt4Linear(nn.Module):
             y = self._decode_row(_materialized(x2))
         else:
             y = F.linear(x2, self.dequantize())
-        y = y.reshape(*shape[:-1], self.out_features)
-        if self.bias is not None:
-            y = y + self.bias
-        return y
+        return _output(y, shape, self.out_features, self.bias)
 
     def extra_repr(self) -> str:
         return (f"in_features={self.in_features}, out_features={self.out_features}, "
