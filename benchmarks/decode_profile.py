@@ -7,8 +7,9 @@ Builds the model straight from its shape with seeded random bf16 weights (no tra
 compiles it the way `Engine.load` does on CUDA, times `--steps` greedy decode steps at a cache
 position near `--position`, and profiles a few steps with `torch.profiler`, summing CUDA time
 per kernel name. `--cdt` turns on Inductor's coordinate-descent tuning (gpt-fast's setting),
-`--kv-limit` sets the static cache size. A diagnosis tool for `benchmarks/gpu.py`'s numbers,
-not a peer comparison.
+`--kv-limit` sets the static cache size, `--unfused` keeps the Triton kernels but not the
+fused decode layers of `runtime/fused_decode.py`. A diagnosis tool for `benchmarks/gpu.py`'s
+numbers, not a peer comparison.
 """
 
 from __future__ import annotations
@@ -114,6 +115,8 @@ def main(argv=None) -> int:
     p.add_argument("--cdt", action="store_true", help="Inductor coordinate-descent tuning")
     p.add_argument("--kv-limit", type=int, default=2048)
     p.add_argument("--no-kernels", action="store_true", help="without Quill's Triton decode kernels")
+    p.add_argument("--unfused", action="store_true",
+                   help="Triton GEMV and attention, but each layer's small ops unfused (no fused_decode)")
     p.add_argument("--profile-eager", action="store_true", help="also profile without CUDA graphs")
     p.add_argument("--check", action="store_true", help="only compare compiled and eager decode")
     p.add_argument("--position", type=int, default=100)
@@ -125,16 +128,17 @@ def main(argv=None) -> int:
     configure_compile_cache(tempfile.mkdtemp(prefix="quill-profile-cache-"))
     if args.cdt:
         inductor_config.coordinate_descent_tuning = True
+    kernel_opts = dict(kernels=not args.no_kernels, fused=not args.unfused)
     t0 = time.perf_counter()
     model = build(args.model, args.kv_limit, args.precision)
     built = time.perf_counter() - t0
     if args.check:
         import copy
         reference = copy.deepcopy(model)  # plain modules: the swap below happens in place
-        compiled = compile_model(model, compile_prefill=False, kernels=not args.no_kernels)
+        compiled = compile_model(model, compile_prefill=False, **kernel_opts)
         save({"args": vars(args), "check": check_against_eager(reference, compiled)}, args.out)
         return 0
-    compiled = compile_model(model, compile_prefill=False, kernels=not args.no_kernels)
+    compiled = compile_model(model, compile_prefill=False, **kernel_opts)
     compile_s = warmup(compiled, max_prompt=16, log_fn=lambda m: None)
     rate = time_decode(compiled, args.position, args.steps)
     wbytes = weight_bytes(model)
@@ -147,7 +151,7 @@ def main(argv=None) -> int:
     if args.profile_eager:
         # Kernels replayed from a CUDA graph may not show in the profile: profile the same
         # compiled code launched one kernel at a time too (its launch gaps are not the graph's).
-        plain = compile_model(model, cudagraphs=False, compile_prefill=False, kernels=not args.no_kernels)
+        plain = compile_model(model, cudagraphs=False, compile_prefill=False, **kernel_opts)
         warmup(plain, max_prompt=16, log_fn=lambda m: None)
         result["profile_without_graphs"] = profile_decode(plain, args.position)
         save(result, args.out)

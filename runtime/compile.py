@@ -165,12 +165,14 @@ def _raise_recompile_limit(limit: int = 64) -> None:
             setattr(dynamo_config, name, limit)
 
 
-def use_triton_kernels(model: nn.Module) -> int:
+def use_triton_kernels(model: nn.Module, *, fused: bool = True) -> int:
     """Route a model's batch-1 decode through Quill's Triton kernels: floating-point linears
-    become `GemvLinear` (int8 ones already use the same GEMV), and attention layers read only
-    the filled cache positions (`decode_attention`). Returns how many modules changed; 0 when
-    the kernels are not available for the model's device."""
+    become `GemvLinear` (int8 ones already use the same GEMV), attention layers read only
+    the filled cache positions (`decode_attention`), and with `fused` each layer that fits runs
+    its decode as five kernels (`fused_decode`). Returns how many modules changed; 0 when the
+    kernels are not available for the model's device."""
     from .decode_attention import decode_attention, supported
+    from .fused_decode import use_fused_decode
     from .gemv import GemvLinear, available
 
     device = model.tok_embeddings.weight.device
@@ -185,6 +187,8 @@ def use_triton_kernels(model: nn.Module) -> int:
             if type(child) is nn.Linear and child.weight.is_floating_point():
                 setattr(parent, name, GemvLinear.from_linear(child))
                 changed += 1
+    if fused and getattr(model, "dml", None) is None:
+        changed += use_fused_decode(model)
     return changed
 
 
@@ -196,13 +200,15 @@ def compile_model(
     buckets: Sequence[int] = DEFAULT_PREFILL_BUCKETS,
     sized: bool | None = None,
     kernels: bool | None = None,
+    fused: bool = True,
 ) -> CompiledModel:
     """Wrap `model` (a `Transformer` with caches set up) in compiled steps.
 
     Defaults follow the device: CUDA gets CUDA graphs for decode and compiled, bucketed prefill
     (fixed shapes: attention reads the whole cache); other devices get a compiled decode step
     that reads the cache only up to the filled length (`sized`) and eager prefill. `kernels`
-    (default: on CUDA) swaps in Quill's Triton decode kernels first (`use_triton_kernels`).
+    (default: on CUDA) swaps in Quill's Triton decode kernels first (`use_triton_kernels`;
+    `fused=False` keeps each layer's small ops unfused, for comparison).
     Compilation itself happens on the first call of each shape; call `warmup()` to do it up
     front.
     """
@@ -210,7 +216,7 @@ def compile_model(
     device = model.tok_embeddings.weight.device
     on_cuda = device.type == "cuda"
     if on_cuda if kernels is None else kernels:
-        use_triton_kernels(model)
+        use_triton_kernels(model, fused=fused)
     cudagraphs = on_cuda if cudagraphs is None else cudagraphs
     compile_prefill = on_cuda if compile_prefill is None else compile_prefill
     mode = "reduce-overhead" if cudagraphs else None

@@ -40,30 +40,46 @@ if triton is not None:
 
     @triton.jit
     def _gemv_kernel(
-        x_ptr, w_ptr, s_ptr, y_ptr, N, K,
-        HAS_SCALE: tl.constexpr, EVEN: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+        x_ptr, w_ptr, s_ptr, b_ptr, r_ptr, g_ptr, y_ptr, N, K, eps,
+        HAS_SCALE: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_RESIDUAL: tl.constexpr,
+        NORM: tl.constexpr, GATED: tl.constexpr,
+        EVEN: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
     ):
-        # One program computes BLOCK_N outputs: y[rows] = (w[rows, :] @ x) (* s[rows]).
+        # One program computes BLOCK_N outputs: y[rows] = (w[rows, :] @ x) (* s[rows]), with the
+        # optional prologues and epilogues that save decode a kernel each (see `gemv`).
         pid = tl.program_id(0)
         rows = pid * BLOCK_N + tl.arange(0, BLOCK_N)  # [BLOCK_N]
         row_ok = rows < N
         acc = tl.zeros((BLOCK_N, BLOCK_K), dtype=tl.float32)
+        sq = tl.zeros((BLOCK_K,), dtype=tl.float32)  # NORM: sum of x squared, along the way
         w_rows = w_ptr + rows[:, None].to(tl.int64) * K
         for k0 in range(0, K, BLOCK_K):
             cols = k0 + tl.arange(0, BLOCK_K)  # [BLOCK_K]
+            col_ok = cols < K
+            # x is reused by every program: keep it in L2; weights are read once: stream them.
             if EVEN:
-                # x is reused by every program: keep it in L2; weights are read once: stream them.
-                x = tl.load(x_ptr + cols, eviction_policy="evict_last")
+                x = tl.load(x_ptr + cols, eviction_policy="evict_last").to(tl.float32)
                 w = tl.load(w_rows + cols[None, :], eviction_policy="evict_first")
             else:
-                col_ok = cols < K
-                x = tl.load(x_ptr + cols, mask=col_ok, other=0.0, eviction_policy="evict_last")
+                x = tl.load(x_ptr + cols, mask=col_ok, other=0.0, eviction_policy="evict_last").to(tl.float32)
                 w = tl.load(w_rows + cols[None, :], mask=row_ok[:, None] & col_ok[None, :], other=0,
                             eviction_policy="evict_first")
-            acc += w.to(tl.float32) * x.to(tl.float32)[None, :]
+            if GATED:  # x holds [gate | up]: the input is silu(gate) * up
+                up = tl.load(x_ptr + K + cols, mask=col_ok, other=0.0, eviction_policy="evict_last")
+                x = x * tl.sigmoid(x) * up.to(tl.float32)
+            if NORM:  # RMSNorm's weight now, its 1/rms (a scalar) after the loop
+                sq += x * x
+                x = x * tl.load(g_ptr + cols, mask=col_ok, other=0.0, eviction_policy="evict_last").to(tl.float32)
+            acc += w.to(tl.float32) * x[None, :]
         y = tl.sum(acc, axis=1)
+        if NORM:
+            y = y * tl.rsqrt(tl.sum(sq, axis=0) / K + eps)
         if HAS_SCALE:
             y = y * tl.load(s_ptr + rows, mask=row_ok, other=0.0).to(tl.float32)
+        if HAS_BIAS:
+            y += tl.load(b_ptr + rows, mask=row_ok, other=0.0).to(tl.float32)
+        if HAS_RESIDUAL:
+            y += tl.load(r_ptr + rows, mask=row_ok, other=0.0).to(tl.float32)
         tl.store(y_ptr + rows, y.to(y_ptr.dtype.element_ty), mask=row_ok)
 
 
@@ -79,17 +95,32 @@ def _config(n: int, k: int, itemsize: int) -> tuple[int, int, int]:
 
 
 def gemv(x: torch.Tensor, weight: torch.Tensor, scales: torch.Tensor | None = None,
-         config: tuple[int, int, int] | None = None) -> torch.Tensor:
-    """y = weight @ x (* scales): x [K] float, weight [N, K] contiguous (x's dtype, or int8 with
-    `scales` [N]) -> y [N] in x's dtype. `config` overrides the block sizes (for the probe)."""
-    n, k = weight.shape
+         config: tuple[int, int, int] | None = None, *, bias: torch.Tensor | None = None,
+         residual: torch.Tensor | None = None, norm_weight: torch.Tensor | None = None,
+         eps: float = 1e-6, gated: bool = False) -> torch.Tensor:
+    """y = weight @ x (* scales) (+ bias) (+ residual): x [K] float, weight [N, K] contiguous
+    (x's dtype, or int8 with `scales` [N]) -> y [N] in x's dtype. `config` overrides the block
+    sizes (for the probe).
+
+    Fused steps of a decoder layer, each one kernel launch fewer per layer at batch 1:
+    - `norm_weight`: x is first RMS-normalised and scaled by it (a pre-norm before q/k/v or the
+      MLP). 1/rms is one number, so it is summed up alongside the product and applied at the end.
+    - `gated`: x is [2K], gate then up, and the input is silu(gate) * up (SwiGLU's down proj).
+    - `residual` [N]: added to the output (the residual stream after attention or MLP).
+    Everything is in float32 until the one rounding of y; unfused PyTorch rounds each step to
+    x's dtype, so bf16 results differ from it by about a bf16 step."""
+    n = weight.shape[0]
+    k = weight.shape[1]
     y = torch.empty(n, device=x.device, dtype=x.dtype)
     block_n, block_k, warps = config or _config(n, k, weight.element_size())
     even = n % block_n == 0 and k % block_k == 0
     grid = (triton.cdiv(n, block_n),)
     _gemv_kernel[grid](
-        x, weight, scales if scales is not None else x, y, n, k,
-        HAS_SCALE=scales is not None, EVEN=even, BLOCK_N=block_n, BLOCK_K=block_k, num_warps=warps,
+        x, weight, x if scales is None else scales, x if bias is None else bias,
+        x if residual is None else residual, x if norm_weight is None else norm_weight, y, n, k, eps,
+        HAS_SCALE=scales is not None, HAS_BIAS=bias is not None, HAS_RESIDUAL=residual is not None,
+        NORM=norm_weight is not None, GATED=gated,
+        EVEN=even, BLOCK_N=block_n, BLOCK_K=block_k, num_warps=warps,
     )
     return y
 

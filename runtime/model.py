@@ -153,10 +153,15 @@ class TransformerBlock(nn.Module):
         else:
             self.feed_forward = FeedForward(config)
             self.ffn_norm = _norm(config)
+        # The whole layer's batch-1 decode in five kernels (runtime/fused_decode.py); set by
+        # `compile.use_triton_kernels` on CUDA for the blocks it fits.
+        self.decode_step = None
 
     def forward(
         self, x: Tensor, cos: Tensor, sin: Tensor, mask: Tensor, input_pos: Tensor, kv_len: int | None = None
     ) -> Tensor:
+        if self.decode_step is not None and x.shape[:2] == (1, 1) and kv_len is None:
+            return self.decode_step(self, x, cos, sin, input_pos)
         h = self.attention_norm(x)
         if self.parallel:
             return x + self.attention(h, cos, sin, mask, input_pos, kv_len) + self.feed_forward(h)
@@ -178,6 +183,7 @@ class Transformer(nn.Module):
         self.max_batch_size = -1
         self.max_seq_length = -1
         self.dml = None
+        self.decode_head = None  # final norm + vocabulary GEMV in one kernel (fused_decode.py)
 
     def setup_caches(self, max_batch_size: int, max_seq_length: int) -> None:
         """Allocate the KV caches and rope tables on the weights' device and dtype."""
@@ -234,6 +240,8 @@ class Transformer(nn.Module):
             x = layer(x, cos, sin, masks[layer.attention.window], input_pos, kv_len)
         if last_only:
             x = x[:, -1:]
+        if self.decode_head is not None and x.shape[:2] == (1, 1):
+            return self.decode_head(self, x)
         x = self.norm(x)
         if self.output is None:
             return F.linear(x, self.tok_embeddings.weight)  # [B, S, V]

@@ -1,4 +1,5 @@
-"""Quill's Triton decode kernels (`runtime/gemv.py`, `runtime/decode_attention.py`) are correct.
+"""Quill's Triton decode kernels (`runtime/gemv.py`, `runtime/decode_attention.py`,
+`runtime/fused_decode.py`) are correct.
 
 They run on CUDA GPUs, which CI lacks; Triton's interpreter runs the same kernel code on CPU
 tensors. It must be switched on before the kernels are compiled, so the checks run in a fresh
@@ -45,6 +46,22 @@ def test_gemv_was_checked_on_shapes_that_do_not_divide_the_blocks(results):
     assert any(row["k"] % 64 for row in _rows(results, "gemv"))
 
 
+def test_fused_gemv_steps_match_pytorch(results):
+    rows = _rows(results, "fused_gemv")
+    for row in rows:
+        assert row["err"] <= row["tol"], row
+    assert {row["variant"] for row in rows} == {"norm+bias+residual", "swiglu+residual", "int8 swiglu"}
+
+
+def test_attention_step_rotates_writes_the_cache_and_attends(results):
+    rows = _rows(results, "step")
+    for row in rows:
+        assert row["err"] <= row["tol"], row
+        assert row["cache_err"] == 0.0, row  # exactly the rotated key and the value, at input_pos only
+    assert any(row["case"][6] < row["case"][2] for row in rows)  # partial rotary
+    assert any(row["case"][5] for row in rows)  # a sliding window
+
+
 def test_decode_attention_matches_masked_sdpa(results):
     rows = _rows(results, "attention")
     for row in rows:
@@ -57,6 +74,8 @@ def test_models_with_triton_kernels_match_transformers(results):
     rows = _rows(results, "model")
     for row in rows:
         assert row["changed"] > 0, row  # the kernels were really swapped in
+        # Pre-norm SwiGLU families run every layer fused; Phi-2's parallel block keeps its path.
+        assert row["fused_layers"] == (0 if row["model"] == "phi2" else row["layers"]), row
         assert row["err"] <= row["tol"], row
         assert row["tokens_equal"], row
 

@@ -5,10 +5,15 @@ hence a separate process: see test_triton_kernels.py). Prints one JSON object pe
 
   gemv       `runtime.gemv.gemv` against `w @ x` for float32, bfloat16 and int8 weights, with
              shapes that do and do not divide the block sizes;
+  fused_gemv the GEMV's fused prologues and epilogues (RMSNorm in front, SwiGLU in front, bias
+             and residual behind) against the same steps in PyTorch, float32 and int8 weights;
   attention  `runtime.decode_attention` against SDPA under the model's causal / sliding-window
              mask: MHA, GQA, head sizes 64/80/96/128, windows, first and last cache positions;
+  step       `attention_step` (rotary + cache write + attention from the q/k/v projection)
+             against `apply_rotary_emb`, an indexed cache write and SDPA, partial rotary too;
   model      tiny random transformers models of `tiny_models.py`: Quill with
-             `use_triton_kernels` against transformers, 6 greedy decode steps after a prompt
+             `use_triton_kernels` (so the fused decode layers of `fused_decode.py` where they
+             fit) against transformers, 6 greedy decode steps after a prompt
              longer than the sliding windows, float32. Four families that between them have
              GQA, sliding windows, a tied head, biases, partial rotary and a parallel block
              (the interpreter runs each kernel program in Python: all eight would take minutes).
@@ -56,6 +61,64 @@ def check_gemv() -> None:
              tol=1e-5 * k ** 0.5)
 
 
+def check_fused_gemv() -> None:
+    from runtime.gemv import gemv
+
+    g = torch.Generator().manual_seed(2)
+    for n, k in [(64, 256), (33, 1100), (8, 2048)]:
+        x = torch.randn(k, generator=g)
+        w = torch.randn(n, k, generator=g)
+        norm_w = torch.rand(k, generator=g) + 0.5
+        bias, residual = torch.randn(n, generator=g), torch.randn(n, generator=g)
+        ref = w @ (x * torch.rsqrt(x.pow(2).mean() + 1e-5) * norm_w) + bias + residual
+        out = gemv(x, w, bias=bias, residual=residual, norm_weight=norm_w, eps=1e-5)
+        tol = 1e-4 * k ** 0.5
+        emit(kind="fused_gemv", variant="norm+bias+residual", n=n, k=k, err=float((out - ref).abs().max()), tol=tol)
+        gate_up = torch.randn(2 * k, generator=g)
+        act = F.silu(gate_up[:k]) * gate_up[k:]
+        out = gemv(gate_up, w, gated=True, residual=residual)
+        emit(kind="fused_gemv", variant="swiglu+residual", n=n, k=k,
+             err=float((out - (w @ act + residual)).abs().max()), tol=tol)
+        w8 = torch.randint(-127, 128, (n, k), generator=g, dtype=torch.int8)
+        s = torch.rand(n, generator=g) * 0.01
+        out = gemv(gate_up, w8, s, gated=True)
+        emit(kind="fused_gemv", variant="int8 swiglu", n=n, k=k,
+             err=float((out - (w8.float() @ act) * s).abs().max()), tol=1e-5 * k ** 0.5)
+
+
+def check_attention_step() -> None:
+    from runtime.decode_attention import attention_step
+    from runtime.rope import apply_rotary_emb
+
+    g = torch.Generator().manual_seed(4)
+    cases = [  # heads, kv heads, head size, cache positions, query position, window, rotary dims
+        (4, 2, 64, 256, 100, None, 64), (4, 4, 80, 128, 70, None, 32), (6, 3, 96, 300, 250, 64, 96),
+        (4, 1, 64, 512, 511, None, 64), (4, 4, 64, 128, 0, None, 64),
+    ]
+    for h, kvh, d, s_max, pos, window, rope_dim in cases:
+        qkv = torch.randn(1, (h + 2 * kvh) * d, generator=g)
+        k_cache = torch.randn(1, kvh, s_max, d, generator=g)  # junk everywhere, as after other prompts
+        v_cache = torch.randn(1, kvh, s_max, d, generator=g)
+        angles = torch.rand(rope_dim // 2, generator=g) * 6
+        angles = torch.cat([angles, angles])
+        cos, sin = angles.cos(), angles.sin()
+        q, k, v = (t.view(1, 1, -1, d).transpose(1, 2) for t in qkv.split([h * d, kvh * d, kvh * d], -1))
+        q, k = apply_rotary_emb(q, cos[None], sin[None]), apply_rotary_emb(k, cos[None], sin[None])
+        k_ref, v_ref = k_cache.clone(), v_cache.clone()
+        k_ref[:, :, pos], v_ref[:, :, pos] = k[:, :, 0], v[:, :, 0]
+        kv_pos = torch.arange(s_max)
+        mask = kv_pos <= pos
+        if window:
+            mask &= kv_pos > pos - window
+        ref = F.scaled_dot_product_attention(
+            q, k_ref.repeat_interleave(h // kvh, 1), v_ref.repeat_interleave(h // kvh, 1),
+            attn_mask=mask[None, None, None, :]).reshape(1, h * d)
+        out = attention_step(qkv, k_cache, v_cache, cos, sin, torch.tensor([pos]), h, window)
+        cache_err = max(float((k_cache - k_ref).abs().max()), float((v_cache - v_ref).abs().max()))
+        emit(kind="step", case=[h, kvh, d, s_max, pos, window, rope_dim],
+             err=float((out - ref).abs().max()), cache_err=cache_err, tol=1e-5)
+
+
 def check_attention() -> None:
     from runtime.decode_attention import decode_attention
 
@@ -96,6 +159,7 @@ def check_models() -> None:
         model.load_state_dict(hf_to_native(hf_model.state_dict(), config), strict=True)
         model.setup_caches(1, 64)
         changed = use_triton_kernels(model)
+        fused = sum(layer.decode_step is not None for layer in model.layers)
         ids = torch.randint(3, 256, (1, prompt_len), generator=torch.Generator().manual_seed(3))
         hf_logits = hf_model(ids, use_cache=True)
         past = hf_logits.past_key_values
@@ -109,12 +173,14 @@ def check_models() -> None:
             out = hf_model(token, past_key_values=past, use_cache=True)
             past, ref = out.past_key_values, out.logits[:, -1]
             ours = model(token, torch.tensor([prompt_len + i]))[:, -1]
-        emit(kind="model", model=name, changed=changed, err=err, tokens_equal=same, tol=1e-4)
+        emit(kind="model", model=name, changed=changed, fused_layers=fused, layers=len(model.layers), err=err, tokens_equal=same, tol=1e-4)
 
 
 if __name__ == "__main__":
     if os.environ.get("TRITON_INTERPRET") != "1":
         sys.exit("run with TRITON_INTERPRET=1")
     check_gemv()
+    check_fused_gemv()
     check_attention()
+    check_attention_step()
     check_models()

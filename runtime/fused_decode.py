@@ -1,0 +1,122 @@
+"""A decoder layer's batch-1 decode step in five kernel launches (CUDA, Triton).
+
+In a CUDA-graph decode step every kernel costs its launch gap on top of its work, and most of a
+layer's kernels are tiny: an H100 profile of Llama-2-7B showed about 14 kernels a layer, four of
+them the weight-reading matrix-vector products. Here a pre-norm layer (RMSNorm, SwiGLU, the
+Llama / Mistral / Phi-3 / SmolLM2 block) runs as:
+
+    qkv = W_qkv @ rms(x)                 gemv, RMSNorm fused in front
+    a   = attention(rope(q), cache + k)  attention_step: rotary, cache write, split-KV attention
+    x   = x + W_o @ a                    gemv, residual fused behind
+    gu  = W_13 @ rms(x)                  gemv, RMSNorm fused in front
+    x   = x + W_2 @ (silu(g) * u)        gemv, SwiGLU fused in front, residual behind
+
+and the final norm joins the vocabulary projection. The weights are the model's own (`GemvLinear`,
+or `Int8Linear` with its scales), so nothing is copied. Layers of another shape (LayerNorm, a
+parallel block, GELU, int4 linears) keep the unfused path; prefill always does.
+
+`attention_step` writes the KV cache, so it is a custom op that declares the mutation: Inductor
+then keeps the write in place instead of copying the cache (a user Triton kernel's stores would
+be traced through functionalisation).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from .decode_attention import attention_step, supported
+from .gemv import GemvLinear, gemv
+
+
+@torch.library.custom_op("quill::attention_step", mutates_args=("k_cache", "v_cache"))
+def _attention_step_op(qkv: Tensor, k_cache: Tensor, v_cache: Tensor, cos: Tensor, sin: Tensor,
+                       input_pos: Tensor, n_head: int, window: int) -> Tensor:
+    return attention_step(qkv, k_cache, v_cache, cos, sin, input_pos, n_head, window or None)
+
+
+@_attention_step_op.register_fake
+def _(qkv, k_cache, v_cache, cos, sin, input_pos, n_head, window):
+    return qkv.new_empty(qkv.shape[0], n_head * k_cache.shape[3])
+
+
+def _gemv_weights(linear: nn.Module) -> tuple[Tensor, Tensor | None] | None:
+    """(weight, per-row scales) of a linear the GEMV kernel can read; None for any other."""
+    from .quantize import Int8Linear
+
+    if isinstance(linear, GemvLinear):
+        return linear.weight, None
+    if isinstance(linear, Int8Linear) and linear.use_int8_gemv:
+        return linear.weight, linear.scales
+    return None
+
+
+def _linear(linear: nn.Module, x: Tensor, **fused) -> Tensor:
+    weight, scales = _gemv_weights(linear)
+    return gemv(x, weight, scales, bias=linear.bias, **fused)
+
+
+def block_supported(block: nn.Module) -> bool:
+    """Whether `decode_block` can run this `TransformerBlock`."""
+    from .model import FeedForward, RMSNorm
+
+    attn = block.attention
+    ff = block.feed_forward
+    return (
+        not block.parallel
+        and isinstance(block.attention_norm, RMSNorm) and isinstance(block.ffn_norm, RMSNorm)
+        and isinstance(ff, FeedForward) and ff.act is torch.nn.functional.silu
+        and supported(attn.head_dim)
+        and all(_gemv_weights(m) is not None for m in (attn.wqkv, attn.wo, ff.w13, ff.w2))
+    )
+
+
+def decode_block(block: nn.Module, x: Tensor, cos: Tensor, sin: Tensor, input_pos: Tensor) -> Tensor:
+    """One token through a layer: x [1, 1, D], cos/sin [1, rope_dim] at input_pos [1]."""
+    attn, ff = block.attention, block.feed_forward
+    h = x.reshape(-1)  # [D], the residual stream
+    qkv = _linear(attn.wqkv, h, norm_weight=block.attention_norm.weight, eps=block.attention_norm.eps)
+    cache = attn.kv_cache
+    a = torch.ops.quill.attention_step(qkv[None], cache.k_cache, cache.v_cache, cos.reshape(-1),
+                                       sin.reshape(-1), input_pos, attn.n_head, attn.window or 0)
+    h = _linear(attn.wo, a.reshape(-1), residual=h)
+    gate_up = _linear(ff.w13, h, norm_weight=block.ffn_norm.weight, eps=block.ffn_norm.eps)
+    h = _linear(ff.w2, gate_up, gated=True, residual=h)
+    return h.view_as(x)
+
+
+def head_supported(model: nn.Module) -> bool:
+    """Whether `decode_head` can run the model's final norm and vocabulary projection."""
+    from .model import RMSNorm
+
+    if not isinstance(model.norm, RMSNorm):
+        return False
+    if model.output is None:
+        return model.tok_embeddings.weight.is_floating_point()
+    return _gemv_weights(model.output) is not None
+
+
+def decode_head(model: nn.Module, x: Tensor) -> Tensor:
+    """Logits [1, 1, V] of the last hidden state x [1, 1, D]: final RMSNorm fused into the GEMV."""
+    h = x.reshape(-1)
+    norm = dict(norm_weight=model.norm.weight, eps=model.norm.eps)
+    if model.output is None:  # tied embeddings
+        logits = gemv(h, model.tok_embeddings.weight, **norm)
+    else:
+        logits = _linear(model.output, h, **norm)
+    return logits.view(1, 1, -1)
+
+
+def use_fused_decode(model: nn.Module) -> int:
+    """Route the batch-1 decode of every layer that fits (and the head) through the fused
+    kernels; returns how many parts changed. Call after the linears became `GemvLinear` or
+    `Int8Linear` (see `compile.use_triton_kernels`)."""
+    changed = 0
+    for block in model.layers:
+        if block_supported(block):
+            block.decode_step = decode_block
+            changed += 1
+    if head_supported(model):
+        model.decode_head = decode_head
+        changed += 1
+    return changed
