@@ -6,7 +6,8 @@ For the linear shapes of a model (default Llama-2-7B: fused qkv, wo, fused gate/
 it times y = W x with: cuBLAS (`F.linear`), Quill's Triton GEMV (`runtime/gemv.py`) at its
 chosen blocks and, with `--sweep`, at every block size of a grid (bf16 and int8 weights), and
 with `--inductor`, Inductor's code under coordinate-descent tuning (what gpt-fast relies on;
-slow to compile). Each variant is captured in a CUDA graph of `--reps` calls, so launch
+slow to compile), and with `--fused`, the fused decode variants of `gemv` (RMSNorm in front with
+or without its weight, SwiGLU in front, residual behind) at a few block sizes each. Each variant is captured in a CUDA graph of `--reps` calls, so launch
 overhead is out of the numbers; GB/s counts weight bytes read. Also: read and copy bandwidth.
 """
 
@@ -26,6 +27,10 @@ import torch.nn.functional as F  # noqa: E402
 
 # (BLOCK_N, bytes of weight per row per loop step, num_warps)
 GRID = [(bn, kb, wp) for bn in (1, 2, 4, 8) for kb in (1024, 2048, 4096, 8192) for wp in (4, 8)]
+# (BLOCK_N, BLOCK_K, num_warps) tried for the fused variants: more rows a program share the
+# per-element work on x (normalising, the gate's sigmoid) that each program repeats.
+FUSED_BF16 = [(1, 2048, 8), (2, 1024, 4), (2, 2048, 8), (4, 1024, 8), (4, 512, 4), (8, 512, 8), (8, 256, 4)]
+FUSED_INT8 = [(2, 2048, 4), (4, 1024, 4), (4, 2048, 8), (8, 1024, 8), (8, 512, 4), (2, 4096, 8), (1, 4096, 4)]
 
 SHAPES = {
     "llama-2-7b": {"wqkv": (12288, 4096), "wo": (4096, 4096), "w13": (22016, 4096),
@@ -59,6 +64,31 @@ def graph_time(fn, reps: int) -> float:
     return best
 
 
+def fused_variants(xv, w, w8, s, n: int, k: int) -> dict:
+    """label@config -> (call, weight bytes) for `gemv`'s fused prologues and epilogues."""
+    from runtime.gemv import gemv
+
+    g = torch.rand(k, device=xv.device, dtype=xv.dtype) + 0.5
+    r = torch.randn(n, device=xv.device, dtype=xv.dtype)
+    gate_up = torch.randn(2 * k, device=xv.device, dtype=xv.dtype)
+    out = {}
+    for c in FUSED_BF16:
+        tag = "@%d_%d_%d" % c
+        out["plain_bf16" + tag] = (lambda c=c: gemv(xv, w, config=c), n * k * 2)
+        out["norm_weight_bf16" + tag] = (lambda c=c: gemv(xv, w, config=c, rms_eps=1e-5, norm_weight=g), n * k * 2)
+        out["norm_folded_bf16" + tag] = (lambda c=c: gemv(xv, w, config=c, rms_eps=1e-5), n * k * 2)
+        out["residual_bf16" + tag] = (lambda c=c: gemv(xv, w, config=c, residual=r), n * k * 2)
+        out["swiglu_bf16" + tag] = (lambda c=c: gemv(gate_up, w, config=c, gated=True), n * k * 2)
+    for c in FUSED_INT8:
+        tag = "@%d_%d_%d" % c
+        out["plain_int8" + tag] = (lambda c=c: gemv(xv, w8, s, config=c), n * k)
+        out["plain_int8_cvt" + tag] = (lambda c=c: gemv(xv, w8, s, config=c, int8_bits=False), n * k)
+        out["norm_weight_int8" + tag] = (lambda c=c: gemv(xv, w8, s, config=c, rms_eps=1e-5, norm_weight=g), n * k)
+        out["norm_folded_int8" + tag] = (lambda c=c: gemv(xv, w8, s, config=c, rms_eps=1e-5), n * k)
+        out["swiglu_int8" + tag] = (lambda c=c: gemv(gate_up, w8, s, config=c, gated=True), n * k)
+    return out
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", default="llama-2-7b")
@@ -66,6 +96,7 @@ def main(argv=None) -> int:
     p.add_argument("--out", default=None)
     p.add_argument("--sweep", action="store_true", help="time every block size of the grid")
     p.add_argument("--inductor", action="store_true", help="also Inductor with coordinate descent")
+    p.add_argument("--fused", action="store_true", help="time the fused variants of gemv")
     args = p.parse_args(argv)
 
     import torch._inductor.config as inductor_config
@@ -117,6 +148,8 @@ def main(argv=None) -> int:
                     if kbytes <= k:
                         variants[f"sweep_int8_{bn}_{kbytes}_{warps}"] = (
                             lambda c=(bn, kbytes, warps): gemv(xv, w8, s, config=c), n * k)
+            if args.fused:
+                variants.update(fused_variants(xv, w, w8, s, n, k))
             for label, (fn, nbytes) in variants.items():
                 try:
                     t0 = time.perf_counter()
@@ -133,8 +166,16 @@ def main(argv=None) -> int:
                 if swept:
                     best = min(swept, key=swept.get)
                     row[f"best_{dtype}"] = {"variant": best, **row[best]}
+            prefixes = {key.rsplit("@", 1)[0] for key in row if "@" in key}
+            for prefix in sorted(prefixes):  # fastest block sizes of each fused variant
+                timed = {key: v["us"] for key, v in row.items() if key.startswith(prefix + "@")
+                         and isinstance(v, dict) and "us" in v}
+                if timed:
+                    best = min(timed, key=timed.get)
+                    row[f"best_{prefix}"] = {"variant": best, "us": round(timed[best], 2)}
             result["rows"].append(row)
-            print(json.dumps({key: v for key, v in row.items() if not key.startswith("sweep_")}), flush=True)
+            print(json.dumps({key: v for key, v in row.items() if not key.startswith("sweep_") and "@" not in key}),
+                  flush=True)
     text = json.dumps(result, indent=1)
     if args.out:
         Path(args.out).write_text(text)

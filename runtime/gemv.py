@@ -42,7 +42,7 @@ if triton is not None:
     def _gemv_kernel(
         x_ptr, w_ptr, s_ptr, b_ptr, r_ptr, g_ptr, y_ptr, N, K, eps,
         HAS_SCALE: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_RESIDUAL: tl.constexpr,
-        NORM: tl.constexpr, GATED: tl.constexpr,
+        NORM: tl.constexpr, HAS_G: tl.constexpr, GATED: tl.constexpr, INT8_BITS: tl.constexpr,
         EVEN: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
     ):
         # One program computes BLOCK_N outputs: y[rows] = (w[rows, :] @ x) (* s[rows]), with the
@@ -67,10 +67,19 @@ if triton is not None:
             if GATED:  # x holds [gate | up]: the input is silu(gate) * up
                 up = tl.load(x_ptr + K + cols, mask=col_ok, other=0.0, eviction_policy="evict_last")
                 x = x * tl.sigmoid(x) * up.to(tl.float32)
-            if NORM:  # RMSNorm's weight now, its 1/rms (a scalar) after the loop
+            if NORM:  # RMSNorm: its weight now (unless folded into w), its 1/rms (one number) at the end
                 sq += x * x
-                x = x * tl.load(g_ptr + cols, mask=col_ok, other=0.0, eviction_policy="evict_last").to(tl.float32)
-            acc += w.to(tl.float32) * x[None, :]
+                if HAS_G:
+                    g = tl.load(g_ptr + cols, mask=col_ok, other=0.0, eviction_policy="evict_last")
+                    x = x * g.to(tl.float32)
+            if INT8_BITS:
+                # int8 -> float32 without the conversion unit (a quarter of the FMA rate on an
+                # H100, too slow to keep up with one byte a weight): w + 128 in 0..255 becomes the
+                # low mantissa bits of 2^23, and one float subtraction leaves w, exactly.
+                wf = ((w.to(tl.int32) + 0x4B000080).to(tl.float32, bitcast=True)) - 8388736.0
+            else:
+                wf = w.to(tl.float32)
+            acc += wf * x[None, :]
         y = tl.sum(acc, axis=1)
         if NORM:
             y = y * tl.rsqrt(tl.sum(sq, axis=0) / K + eps)
@@ -83,12 +92,17 @@ if triton is not None:
         tl.store(y_ptr + rows, y.to(y_ptr.dtype.element_ty), mask=row_ok)
 
 
-def _config(n: int, k: int, itemsize: int) -> tuple[int, int, int]:
-    """(BLOCK_N, BLOCK_K, num_warps), from the H100 sweep of `benchmarks/gemv_probe.py` over
+def _config(n: int, k: int, itemsize: int, prologue: bool = False) -> tuple[int, int, int]:
+    """(BLOCK_N, BLOCK_K, num_warps), from the H100 sweeps of `benchmarks/gemv_probe.py` over
     Llama-2-7B, Llama-3-8B and Phi-3-mini shapes: 2-4 KB of each weight row per loop step,
-    few rows per program (so N / BLOCK_N programs keep every SM streaming), unmasked loads."""
-    if itemsize == 1:  # int8
-        block_n, block_k, warps = (2, 2048, 4) if k % 2048 == 0 else (4, 1024, 4)
+    few rows per program (so N / BLOCK_N programs keep every SM streaming), unmasked loads.
+    With a `prologue` (RMSNorm or SwiGLU in front) every program repeats that work on x, so
+    more rows share it: at one row a program the norm cost Llama-2-7B's gate/up 11 us of 58,
+    at two rows 1.4 us (`gemv-fused-h100.json`; int8 blocks from `gemv-int8-bits-h100.json`)."""
+    if prologue:
+        block_n, block_k, warps = (8, 512, 4) if itemsize == 1 else (2, 1024, 4)
+    elif itemsize == 1:  # int8
+        block_n, block_k, warps = (4, 1024, 4) if k % 1024 == 0 else (8, 1024, 8)
     else:
         block_n, block_k, warps = (1, 2048, 8) if k % 2048 == 0 else (2, 1024, 4)
     return block_n, min(block_k, triton.next_power_of_2(k)), warps
@@ -96,30 +110,36 @@ def _config(n: int, k: int, itemsize: int) -> tuple[int, int, int]:
 
 def gemv(x: torch.Tensor, weight: torch.Tensor, scales: torch.Tensor | None = None,
          config: tuple[int, int, int] | None = None, *, bias: torch.Tensor | None = None,
-         residual: torch.Tensor | None = None, norm_weight: torch.Tensor | None = None,
-         eps: float = 1e-6, gated: bool = False) -> torch.Tensor:
+         residual: torch.Tensor | None = None, rms_eps: float | None = None,
+         norm_weight: torch.Tensor | None = None, gated: bool = False,
+         int8_bits: bool = True) -> torch.Tensor:
     """y = weight @ x (* scales) (+ bias) (+ residual): x [K] float, weight [N, K] contiguous
     (x's dtype, or int8 with `scales` [N]) -> y [N] in x's dtype. `config` overrides the block
     sizes (for the probe).
 
     Fused steps of a decoder layer, each one kernel launch fewer per layer at batch 1:
-    - `norm_weight`: x is first RMS-normalised and scaled by it (a pre-norm before q/k/v or the
-      MLP). 1/rms is one number, so it is summed up alongside the product and applied at the end.
+    - `rms_eps`: x is first RMS-normalised (a pre-norm before q/k/v or the MLP) and scaled by
+      `norm_weight`, if given (None when it is folded into `weight`'s columns). 1/rms is one
+      number, so its sum is taken alongside the product and applied at the end.
     - `gated`: x is [2K], gate then up, and the input is silu(gate) * up (SwiGLU's down proj).
     - `residual` [N]: added to the output (the residual stream after attention or MLP).
     Everything is in float32 until the one rounding of y; unfused PyTorch rounds each step to
-    x's dtype, so bf16 results differ from it by about a bf16 step."""
+    x's dtype, so bf16 results differ from it by about a bf16 step. `int8_bits=False` widens
+    int8 weights with the plain conversion (for the probe)."""
     n = weight.shape[0]
     k = weight.shape[1]
     y = torch.empty(n, device=x.device, dtype=x.dtype)
-    block_n, block_k, warps = config or _config(n, k, weight.element_size())
+    prologue = rms_eps is not None or gated
+    block_n, block_k, warps = config or _config(n, k, weight.element_size(), prologue)
     even = n % block_n == 0 and k % block_k == 0
     grid = (triton.cdiv(n, block_n),)
     _gemv_kernel[grid](
         x, weight, x if scales is None else scales, x if bias is None else bias,
-        x if residual is None else residual, x if norm_weight is None else norm_weight, y, n, k, eps,
+        x if residual is None else residual, x if norm_weight is None else norm_weight, y, n, k,
+        rms_eps or 0.0,
         HAS_SCALE=scales is not None, HAS_BIAS=bias is not None, HAS_RESIDUAL=residual is not None,
-        NORM=norm_weight is not None, GATED=gated,
+        NORM=rms_eps is not None, HAS_G=norm_weight is not None, GATED=gated,
+        INT8_BITS=int8_bits and weight.dtype == torch.int8,
         EVEN=even, BLOCK_N=block_n, BLOCK_K=block_k, num_warps=warps,
     )
     return y

@@ -38,6 +38,17 @@ def _int8_kernel_available(device: torch.device) -> bool:
     return device.type == "cpu" and hasattr(torch.ops.aten, "_weight_int8pack_mm")
 
 
+@torch.library.custom_op("quill::int8_widened_linear", mutates_args=())
+def _int8_widened_linear(x: torch.Tensor, weight: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
+    """x [M, K] @ (int8 weight [N, K] widened to x's dtype).T * scales [N], in eager PyTorch."""
+    return F.linear(x, weight.to(x.dtype)) * scales.to(x.dtype)
+
+
+@_int8_widened_linear.register_fake
+def _(x, weight, scales):
+    return x.new_empty(x.shape[0], weight.shape[0])
+
+
 class Int8Linear(nn.Module):
     """y = x @ (int8 weight * per-row scale).T + bias. Weight [out, in] int8, scales [out]."""
 
@@ -71,6 +82,13 @@ class Int8Linear(nn.Module):
             y = torch.ops.aten._weight_int8pack_mm(
                 x.reshape(-1, shape[-1]), self.weight, self.scales.to(x.dtype)
             ).reshape(*shape[:-1], self.out_features)
+        elif x.is_cuda:
+            # Prefill on CUDA: widen the weight, then a cuBLAS matmul, kept out of Inductor's
+            # reach (it fused the widening into a loop that took 29 s for 2,048 tokens of
+            # Llama-2-7B).
+            shape = x.shape
+            y = torch.ops.quill.int8_widened_linear(x.reshape(-1, shape[-1]), self.weight, self.scales)
+            y = y.reshape(*shape[:-1], self.out_features)
         else:
             y = F.linear(x, self.weight.to(x.dtype)) * self.scales.to(x.dtype)
         if self.bias is not None:

@@ -71,7 +71,7 @@ def check_fused_gemv() -> None:
         norm_w = torch.rand(k, generator=g) + 0.5
         bias, residual = torch.randn(n, generator=g), torch.randn(n, generator=g)
         ref = w @ (x * torch.rsqrt(x.pow(2).mean() + 1e-5) * norm_w) + bias + residual
-        out = gemv(x, w, bias=bias, residual=residual, norm_weight=norm_w, eps=1e-5)
+        out = gemv(x, w, bias=bias, residual=residual, rms_eps=1e-5, norm_weight=norm_w)
         tol = 1e-4 * k ** 0.5
         emit(kind="fused_gemv", variant="norm+bias+residual", n=n, k=k, err=float((out - ref).abs().max()), tol=tol)
         gate_up = torch.randn(2 * k, generator=g)

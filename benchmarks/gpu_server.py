@@ -1,0 +1,464 @@
+"""Inline completion latency through the real server (`quill serve` over stdio) on a GPU.
+
+A typing replay against a model with real shapes (default Phi-3-mini-4k) and seeded random
+weights: 20 inline-completion requests, the first with a 1,536-token prefix, each next one 8
+tokens longer, at most 64 new tokens each. Latency is timed client-side, from the request to its
+answer (the server's 50 ms debounce included). Random weights end suggestions where they end, so
+each request also records how many tokens the engine generated (`quill/status`'s
+`lastGeneration`), why it stopped, and how many tokens the shown suggestion has.
+
+    # here (network): wheels the device lacks + the tokenizer, into the git-ignored .bench-offline/
+    python benchmarks/gpu_server.py --prepare
+    # on the GPU machine (no network), from the repository root, carrying .bench-offline:
+    python3 benchmarks/gpu_server.py --precision int8,bf16 --budget 480 --out $OUT/gpu-server.json
+    # CPU smoke test of the whole path (tiny layers, the real vocabulary and tokenizer):
+    python benchmarks/gpu_server.py --tiny --device cpu --out /tmp/gpu-server-tiny.json
+
+Suggestions are asked where an editor allows multi-line ones: after each 8 tokens of typing the
+user presses Enter and the new line gets the typed line's indentation (`completion.multiline`
+true, `completion.maxTokens` 64, `completion.contextTokens` 2,048 so the window never cuts the
+prefix). The checkpoint is a converted Quill checkpoint (`runtime/checkpoint.py`: quill.json,
+native tensor names, bf16 safetensors written tensor by tensor) with the model's real tokenizer
+exported from llama.cpp's vocab GGUF; each precision runs in its own server process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import functools
+import importlib
+import importlib.metadata
+import json
+import math
+import os
+import shutil
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import torch  # noqa: E402
+
+from common import MODEL_SHAPES, REPO_ROOT, RESULTS_DIR, ResultLog, environment  # noqa: E402
+from cpu import latency_summary, real_python_text, start_server, test_assets  # noqa: E402
+from runtime.bench import percentile  # noqa: E402
+
+REPLAY = {"start": 1536, "step": 8, "requests": 20, "new_tokens": 64}
+CONTEXT_TOKENS = 2048  # > the longest prefix (about 1,700 tokens): nothing is cut, reuse holds
+PRECISIONS = {"bf16": "bfloat16", "bfloat16": "bfloat16", "int8": "int8", "int4": "int4",
+              "float16": "float16", "float32": "float32", "auto": "auto"}
+OFFLINE = REPO_ROOT / ".bench-offline"  # git-ignored; carried to the GPU machine
+# Pure-Python packages of the server that the GPU image lacks (or has in other versions), then
+# compiled ones it is said to have, carried only as a fallback (installed only when missing).
+PURE = ("pygls", "lsprotocol", "cattrs", "attrs", "typing_extensions", "platformdirs")
+FALLBACK = ("sentencepiece", "protobuf", "tiktoken", "regex")
+REEXEC = "QUILL_GPU_SERVER_INSTALLED"  # set when main() restarts itself after installing
+WHEEL_PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_17_x86_64",
+                   "manylinux2014_x86_64", "manylinux1_x86_64")
+# llama.cpp's vocab-only GGUFs (tests/assets.py): the tokenizer of each shape (same vocabulary size
+# or smaller). Mistral's shape borrows Llama-2's 32,000 pieces (same count, other pieces).
+TOKENIZER_GGUF = {"phi-3-mini": "phi-3", "llama-2-7b": "llama-spm", "mistral-7b": "llama-spm",
+                  "llama-3-8b": "llama-bpe", "phi-2": "gpt-2"}
+NEED_S = {"checkpoint": 60, "server": 170}  # rough, Phi-3-mini on one H100, cold compile cache
+
+
+def log(msg: str) -> None:
+    print(f"[gpu-server] {msg}", file=sys.stderr, flush=True)
+
+
+# --- offline packages and tokenizer ------------------------------------------------------------
+
+
+def prepare(models: list[str]) -> None:
+    """Here, with network: wheels for Python 3.12 x86-64 and tokenizers into .bench-offline/."""
+    wheels = OFFLINE / "wheels"
+    shutil.rmtree(wheels, ignore_errors=True)
+    wheels.mkdir(parents=True)
+    specs = [f"{name}=={importlib.metadata.version(name)}" for name in PURE + FALLBACK]
+    cmd = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:",
+           "--python-version", "3.12", "--implementation", "cp", "-d", str(wheels)]
+    for platform_tag in WHEEL_PLATFORMS:
+        cmd += ["--platform", platform_tag]
+    subprocess.run(cmd + specs, check=True)
+    for model in models:
+        tokenizer_dir(model)
+    size = sum(f.stat().st_size for f in OFFLINE.rglob("*") if f.is_file())
+    log(f"{OFFLINE}: {size / 1e6:.1f} MB; carry it with the working tree")
+
+
+def install_offline(target: Path) -> list[str]:
+    """On the GPU machine: pip-install the carried wheels the Python there lacks into `target`
+    (no index, no network) and put it and the repository on the import path of this process and
+    of the server it starts. Pure wheels go in when their version differs from the one there."""
+    chosen = []
+    for wheel in sorted((OFFLINE / "wheels").glob("*.whl")):
+        dist, version = wheel.name.split("-")[:2]
+        try:
+            have = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            have = None
+        pure = wheel.name.endswith("-none-any.whl")
+        if have is None or (pure and have != version):
+            chosen.append(wheel)
+    if chosen:
+        log(f"installing {', '.join(w.name.split('-')[0] for w in chosen)} into {target}")
+        subprocess.run([sys.executable, "-m", "pip", "install", "-q", "--no-index", "--no-deps",
+                        "--no-compile", "--upgrade", "--target", str(target), *map(str, chosen)],
+                       check=True)
+        sys.path.insert(0, str(target))
+        importlib.invalidate_caches()
+    paths = ([str(target)] if chosen else []) + [str(REPO_ROOT)]
+    os.environ["PYTHONPATH"] = os.pathsep.join(paths + [p for p in [os.environ.get("PYTHONPATH")] if p])
+    return [w.name for w in chosen]
+
+
+def tokenizer_dir(model: str) -> Path:
+    """The model's tokenizer files, exported once from llama.cpp's vocab GGUF (test assets)."""
+    from runtime.tokenizer import export_gguf_tokenizer
+
+    out = OFFLINE / "tokenizers" / model
+    if (out / "tokenizer_config.json").is_file():
+        return out
+    try:
+        gguf = test_assets().llama_cpp_models_dir() / f"ggml-vocab-{TOKENIZER_GGUF[model]}.gguf"
+    except BaseException as err:  # tests/assets.py skips (a pytest exception) when offline
+        raise SystemExit(f"{out} is missing and could not be made ({err}): run `python "
+                         "benchmarks/gpu_server.py --prepare` where there is network; carry .bench-offline")
+    tmp = out.with_name(out.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    export_gguf_tokenizer(gguf, tmp)
+    (tmp / "SOURCE.txt").write_text(f"exported from {gguf.name} (llama-cpp-python==0.3.36 sdist)\n")
+    tmp.rename(out)
+    return out
+
+
+# --- the checkpoint ------------------------------------------------------------------------------
+
+
+def model_shape(name: str, tiny: bool) -> dict:
+    """The model's config.json numbers; `tiny` keeps architecture and vocabulary, shrinks layers."""
+    shape = dict(MODEL_SHAPES[name], torch_dtype="bfloat16")
+    if tiny:
+        shape.update(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=4,
+                     intermediate_size=128)
+    return shape
+
+
+def random_checkpoint(target: Path, shape: dict, tokenizer: Path, device: str, seed: int) -> dict:
+    """A converted Quill checkpoint of `shape` with random bf16 weights made on `device` and
+    streamed into one safetensors file; reused when the folder holds the same shape and seed."""
+    from runtime.checkpoint import MANIFEST_NAME, Manifest
+    from runtime.config import ModelConfig
+    from runtime.model import Transformer
+
+    source = {"kind": "random", "ref": "benchmarks/gpu_server.py",
+              "revision": f"seed={seed} normal(0,0.02) " + json.dumps(shape, sort_keys=True)}
+    if same_source(target, source):
+        return {"reused": True, "path": str(target)}
+    shutil.rmtree(target, ignore_errors=True)
+    config = ModelConfig.from_hf_config(shape)
+    with torch.device("meta"):
+        shapes = {k: tuple(v.shape) for k, v in Transformer(config).state_dict().items()}
+    nbytes = 2 * sum(math.prod(s) for s in shapes.values())
+    target.parent.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(target.parent).free
+    if free < nbytes + (1 << 30):
+        raise SystemExit(f"{target.parent} has {free / 1e9:.1f} GB free; "
+                         f"the weights need {nbytes / 1e9:.1f} GB")
+    tmp = target.with_name(f".tmp-{target.name}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    t0 = time.perf_counter()
+    write_safetensors(tmp / "model.safetensors", shapes, random_weights(device, seed))
+    names = sorted(p.name for p in tokenizer.iterdir() if p.name != "SOURCE.txt")
+    for name in names:
+        shutil.copyfile(tokenizer / name, tmp / name)
+    (tmp / "config.json").write_text(json.dumps(shape, indent=2))
+    manifest = Manifest(architecture=config.family, config=shape, dtype="bfloat16",
+                        weights=["model.safetensors"], tokenizer_files=names, source=source)
+    (tmp / MANIFEST_NAME).write_text(json.dumps(dataclasses.asdict(manifest), indent=2))  # last
+    tmp.rename(target)
+    if device.startswith("cuda"):
+        torch.cuda.empty_cache()  # the server process needs the memory, not this one
+    return {"reused": False, "path": str(target), "bytes": nbytes, "params": nbytes // 2,
+            "write_s": time.perf_counter() - t0}
+
+
+def same_source(target: Path, source: dict) -> bool:
+    from runtime.checkpoint import read_manifest
+    from runtime.errors import CheckpointError
+
+    try:
+        return read_manifest(target).source == source
+    except CheckpointError:  # absent or incomplete
+        return False
+
+
+def random_weights(device: str, seed: int):
+    """gpu.py's init: N(0, 0.02) for matrices, 1 for norm weights, 0 for biases (bf16, seeded)."""
+    gen = torch.Generator(device=device).manual_seed(seed)
+
+    def fill(name: str, size: tuple) -> torch.Tensor:
+        t = torch.empty(size, dtype=torch.bfloat16, device=device)
+        if name.endswith("norm.weight"):
+            return t.fill_(1.0)
+        return t.zero_() if name.endswith(".bias") else t.normal_(0.0, 0.02, generator=gen)
+
+    return fill
+
+
+def write_safetensors(path: Path, shapes: dict, fill) -> None:
+    """The safetensors layout (8-byte header size, JSON header, raw little-endian data), written
+    one tensor at a time: no second copy of a 7.6 GB state dict in host memory."""
+    header: dict = {"__metadata__": {"format": "pt"}}
+    offset = 0
+    for name, size in shapes.items():
+        end = offset + 2 * math.prod(size)
+        header[name] = {"dtype": "BF16", "shape": list(size), "data_offsets": [offset, end]}
+        offset = end
+    raw = json.dumps(header, separators=(",", ":")).encode()
+    raw += b" " * (-len(raw) % 8)
+    with open(path, "wb") as f:
+        f.write(struct.pack("<Q", len(raw)) + raw)
+        for name, size in shapes.items():
+            t = fill(name, size).cpu().contiguous()
+            f.write(t.view(torch.uint8).numpy().data)
+
+
+# --- the replay ----------------------------------------------------------------------------------
+
+
+def typed_documents(tok, text: str) -> list[dict]:
+    """Request i: the first 1,536 + 8i tokens of `text`, then Enter and the typed line's indent."""
+    ids = tok.encode(text)
+    docs = []
+    for i in range(REPLAY["requests"]):
+        n = REPLAY["start"] + i * REPLAY["step"]
+        typed = tok.decode(ids[:n])
+        typed = text[: len(typed)] if text.startswith(typed) else typed
+        last = typed.rsplit("\n", 1)[-1]
+        doc = typed + "\n" + last[: len(last) - len(last.lstrip(" \t"))]
+        line_text = doc.rsplit("\n", 1)[-1]
+        docs.append({"text": doc, "typed_tokens": n, "line": doc.count("\n"),
+                     "character": len(line_text.encode("utf-16-le")) // 2})
+    return docs
+
+
+def server_settings(ckpt: Path, precision: str, device: str, workdir: Path) -> dict:
+    """What an editor user would put under `quill` (lsp_server/settings.py); no new settings."""
+    return {"checkpointPath": str(ckpt), "device": device, "precision": precision, "history": False,
+            "dataDir": str(workdir / "data"), "cacheDir": str(workdir / "cache"),
+            "completion": {"maxTokens": REPLAY["new_tokens"], "contextTokens": CONTEXT_TOKENS,
+                           "multiline": True}}
+
+
+async def serve_and_replay(ckpt: Path, tok, docs: list, settings: dict, workdir: Path, deadline: float,
+                           run: dict, flush, server_log: Path) -> None:
+    """Start `quill serve`, wait for the model, type `docs`; fill `run` as results arrive."""
+    from lsp_server import protocol
+    from lsp_server.drive import Session
+
+    session = Session(lambda delta: None, lambda text: log(f"server: {text}"))
+    session._drain_stderr = functools.partial(_drain_to_file, session, server_log)  # keep the whole log
+    cache = Path(settings["cacheDir"])
+    run["compile_cache_files_before"] = sum(p.is_file() for p in cache.rglob("*")) if cache.exists() else 0
+    t0 = time.perf_counter()
+    try:
+        await start_server(session, {"quill": settings}, workdir)
+        try:
+            status = await asyncio.wait_for(session.wait_ready(), max(1.0, deadline - time.monotonic()))
+        except (SystemExit, asyncio.TimeoutError) as err:
+            raise RuntimeError(f"model not ready: {err!r}; server log tail:\n{''.join(session.stderr_tail)}")
+        run["model_ready_s"] = time.perf_counter() - t0
+        run["status"] = {k: status.get(k) for k in ("model", "device", "dtype", "settings")}
+        log(f"model ready in {run['model_ready_s']:.1f}s ({status.get('dtype')} on {status.get('device')})")
+        flush()
+        uri = (workdir / "replay.py").as_uri()
+        for i, doc in enumerate(docs):
+            if deadline - time.monotonic() < 5:
+                run["stopped_early"] = f"budget: {i} of {len(docs)} requests done"
+                break
+            run["requests"].append(await one_request(session, protocol, tok, uri, i, doc, deadline))
+            flush()
+    finally:
+        try:
+            await asyncio.wait_for(session.stop(), 40)
+        except Exception as err:  # the numbers are in; a slow shutdown must not lose them
+            run["shutdown_error"] = repr(err)
+        proc = getattr(session.client, "_server", None)
+        if proc is not None and proc.returncode is None:  # the next server needs the GPU memory
+            proc.kill()
+            await proc.wait()
+
+
+async def one_request(session, protocol, tok, uri: str, i: int, doc: dict, deadline: float) -> dict:
+    from lsprotocol import types
+
+    if i == 0:
+        session.open(uri, doc["text"])
+    else:
+        session.client.text_document_did_change(types.DidChangeTextDocumentParams(
+            text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=i + 1),
+            content_changes=[types.TextDocumentContentChangeWholeDocument(text=doc["text"])]))
+    before = (await session.request(protocol.STATUS, {}))["generations"]
+    t0 = time.perf_counter()
+    text = await asyncio.wait_for(session.inline_completion(uri, doc["line"], doc["character"]),
+                                  timeout=max(5.0, deadline - time.monotonic()))
+    latency = time.perf_counter() - t0
+    status = await session.request(protocol.STATUS, {})
+    gen = status.get("lastGeneration") if status["generations"] > before else None
+    row = {"latency_s": latency, "typed_tokens": doc["typed_tokens"],
+           "generated_tokens": gen["tokens"] if gen else 0, "finish_reason": gen and gen["finishReason"],
+           "prompt_tokens": gen and gen["promptTokens"], "reused_tokens": gen and gen["reusedTokens"],
+           "suggestion_tokens": len(tok.encode(text)) if text else 0,
+           "suggestion_chars": len(text or ""), "suggestion_lines": text.count("\n") + 1 if text else 0,
+           "suggestion": text}
+    log(f"request {i + 1:2d}: {latency * 1000:7.1f} ms, generated {row['generated_tokens']} tokens "
+        f"({row['finish_reason']}), prompt {row['prompt_tokens']}, suggestion {row['suggestion_tokens']} tokens")
+    return row
+
+
+async def _drain_to_file(session, path: Path) -> None:
+    """`Session._drain_stderr`, also keeping the server's whole log in `path`."""
+    stream = session.client._server.stderr
+    with open(path, "ab") as f:
+        while line := await stream.readline():
+            f.write(line)
+            f.flush()
+            session.stderr_tail.append(line.decode("utf-8", "replace"))
+
+
+def summarize(rows: list[dict], debounce_s: float) -> dict:
+    """Latency: first request, p50/p90 of the warm ones after it (as cpu.py), mean/p50/p90 of all.
+    Per generated token: latency / tokens, so prefill, debounce and the LSP round trip included."""
+    if not rows:
+        return {}
+    lat = [r["latency_s"] for r in rows]
+    gen = [r["generated_tokens"] for r in rows]
+    out = {**{k: v for k, v in latency_summary(lat).items() if k != "latencies_s"},
+           "mean_s": sum(lat) / len(lat), "all_p50_s": percentile(lat, 0.5), "all_p90_s": percentile(lat, 0.9),
+           "warm_mean_s": sum(lat[1:]) / max(1, len(lat) - 1),
+           "generated_tokens": gen, "suggestion_tokens": [r["suggestion_tokens"] for r in rows],
+           "finish_reasons": [r["finish_reason"] for r in rows],
+           "requests_with_all_new_tokens": sum(g == REPLAY["new_tokens"] for g in gen),
+           "suggestions_shown": sum(r["suggestion"] is not None for r in rows),
+           "generated_tokens_per_s": sum(gen) / sum(lat)}
+    warm = [r for r in rows[1:] if r["generated_tokens"]]
+    if warm:
+        out["warm_ms_per_generated_token_p50"] = 1000 * percentile(
+            [r["latency_s"] / r["generated_tokens"] for r in warm], 0.5)
+        out["warm_ms_per_generated_token_p50_without_debounce"] = 1000 * percentile(
+            [(r["latency_s"] - debounce_s) / r["generated_tokens"] for r in warm], 0.5)
+    return out
+
+
+# --- main ----------------------------------------------------------------------------------------
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--model", default="phi-3-mini", choices=sorted(TOKENIZER_GGUF))
+    p.add_argument("--precision", default="int8,bf16", help="comma-separated, each in its own server: "
+                   + ", ".join(PRECISIONS) + " (bf16 = the server's bfloat16)")
+    p.add_argument("--device", default=None, help="the server's device setting (default cuda; cpu with --tiny)")
+    p.add_argument("--budget", type=float, default=480.0, help="seconds; a precision that won't fit is skipped")
+    p.add_argument("--out", default=None, help="results JSON, rewritten after every request")
+    p.add_argument("--workdir", default=str(Path(tempfile.gettempdir()) / "quill-gpu-server"))
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--tiny", action="store_true", help="2 layers of width 64, real vocabulary: a CPU smoke test")
+    p.add_argument("--prepare", action="store_true", help="here, with network: fill .bench-offline/ and exit")
+    args = p.parse_args(argv)
+    args.device = args.device or ("cpu" if args.tiny else "cuda")
+    bad = [x for x in args.precision.split(",") if x.strip() not in PRECISIONS]
+    if bad:
+        p.error(f"unknown precision(s) {', '.join(bad)}; use {', '.join(PRECISIONS)}")
+    args.precisions = [PRECISIONS[x.strip()] for x in args.precision.split(",")]
+    tag = f"{args.model}{'-tiny' if args.tiny else ''}"
+    args.out = Path(args.out or RESULTS_DIR / f"gpu-server-{tag}-{time.strftime('%Y%m%d-%H%M%S')}.json")
+    return args
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    if args.prepare:
+        prepare([args.model])
+        return 0
+    workdir = Path(args.workdir)
+    installed = install_offline(workdir / "site")
+    if any(name.split("-")[0] in sys.modules for name in installed) and REEXEC not in os.environ:
+        # typing_extensions (say) came in with torch already: start again on the new versions
+        os.environ[REEXEC] = " ".join(installed)
+        log("restarting on the installed packages")
+        os.execv(sys.executable, [sys.executable, *sys.argv])
+    installed = installed or os.environ.get(REEXEC, "").split()
+    shape = model_shape(args.model, args.tiny)
+    log_ = ResultLog(args.out, args.budget, {
+        "kind": "gpu-server", "environment": environment(), "model": args.model, "tiny": args.tiny,
+        "shape": shape, "replay": REPLAY, "offline_wheels_installed": installed, "runs": {}})
+    scale = 0.0 if args.tiny else 1.0
+    ckpt = workdir / f"ckpt-{args.model}{'-tiny' if args.tiny else ''}"
+    with log_.stage("checkpoint", need_s=NEED_S["checkpoint"] * scale) as r:
+        if r is not None:
+            on_gpu = args.device.startswith("cuda") and torch.cuda.is_available()
+            gen_device = args.device if on_gpu else "cpu"
+            r.update(random_checkpoint(ckpt, shape, tokenizer_dir(args.model), gen_device, args.seed))
+            log(f"checkpoint {'reused' if r['reused'] else 'written'}: {ckpt}")
+    if not (ckpt / "quill.json").is_file():
+        return 1
+    from lsp_server.scheduler import DEBOUNCE_S
+    from runtime.tokenizer import load_tokenizer
+
+    tok = load_tokenizer(ckpt)
+    text, source = real_python_text()
+    docs = typed_documents(tok, text)
+    log_.data.update(document=source, stop_ids=sorted(tok.stop_ids), server_debounce_s=DEBOUNCE_S,
+                     tokenizer=(tokenizer_dir(args.model) / "SOURCE.txt").read_text().strip())
+    for precision in args.precisions:
+        run_precision(log_, precision, args, ckpt, tok, docs, workdir, scale)
+    log_.data["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    log_.flush()
+    report(log_.data["runs"])
+    log(f"wrote {args.out}")
+    return 0
+
+
+def run_precision(log_, precision, args, ckpt, tok, docs, workdir, scale) -> None:
+    settings = server_settings(ckpt, precision, args.device, workdir)
+    run = log_.data["runs"][precision] = {"settings": settings, "requests": []}
+    server_log = args.out.with_name(f"{args.out.stem}-{precision}-server.log")
+    server_log.unlink(missing_ok=True)
+    with log_.stage(f"server-{precision}", need_s=NEED_S["server"] * scale) as r:
+        if r is None:
+            return
+        run["server_log"] = str(server_log)
+        try:
+            asyncio.run(serve_and_replay(ckpt, tok, docs, settings, workdir, log_.deadline, run,
+                                         log_.flush, server_log))
+        finally:
+            run["summary"] = summarize(run["requests"], log_.data["server_debounce_s"])
+        r.update({k: run["summary"].get(k) for k in ("p50_s", "p90_s", "mean_s")},
+                 model_ready_s=run.get("model_ready_s"))
+
+
+def report(runs: dict) -> None:
+    print("\nprecision ready_s first_ms warm_p50_ms warm_p90_ms mean_ms warm_ms/token  "
+          "generated tokens per request")
+    for precision, run in runs.items():
+        s = run.get("summary") or {}
+        if not s:
+            print(f"{precision:9} no requests: {run.get('stopped_early') or 'see the stages in the JSON'}")
+        else:
+            print(f"{precision:9} {run.get('model_ready_s', 0):7.1f} {1000 * s['first_request_s']:8.1f} "
+                  f"{1000 * s['p50_s']:11.1f} {1000 * s['p90_s']:11.1f} {1000 * s['mean_s']:7.1f} "
+                  f"{s.get('warm_ms_per_generated_token_p50', float('nan')):13.2f}  {s['generated_tokens']}",
+                  flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
