@@ -86,6 +86,18 @@ def check_fused_gemv() -> None:
              err=float((out - (w8.float() @ act) * s).abs().max()), tol=1e-5 * k ** 0.5)
 
 
+def reference_attention(q, k_cache, v_cache, pos: int, window: int | None):
+    """SDPA of q [1, H, 1, D] over the caches [1, KVH, S, D] under the model's mask."""
+    groups = q.shape[1] // k_cache.shape[1]
+    kv_pos = torch.arange(k_cache.shape[2])
+    mask = kv_pos <= pos
+    if window:
+        mask &= kv_pos > pos - window
+    return F.scaled_dot_product_attention(
+        q, k_cache.repeat_interleave(groups, 1), v_cache.repeat_interleave(groups, 1),
+        attn_mask=mask[None, None, None, :])
+
+
 def check_attention_step() -> None:
     from runtime.decode_attention import attention_step
     from runtime.rope import apply_rotary_emb
@@ -106,13 +118,7 @@ def check_attention_step() -> None:
         q, k = apply_rotary_emb(q, cos[None], sin[None]), apply_rotary_emb(k, cos[None], sin[None])
         k_ref, v_ref = k_cache.clone(), v_cache.clone()
         k_ref[:, :, pos], v_ref[:, :, pos] = k[:, :, 0], v[:, :, 0]
-        kv_pos = torch.arange(s_max)
-        mask = kv_pos <= pos
-        if window:
-            mask &= kv_pos > pos - window
-        ref = F.scaled_dot_product_attention(
-            q, k_ref.repeat_interleave(h // kvh, 1), v_ref.repeat_interleave(h // kvh, 1),
-            attn_mask=mask[None, None, None, :]).reshape(1, h * d)
+        ref = reference_attention(q, k_ref, v_ref, pos, window).reshape(1, h * d)
         out = attention_step(qkv, k_cache, v_cache, cos, sin, torch.tensor([pos]), h, window)
         cache_err = max(float((k_cache - k_ref).abs().max()), float((v_cache - v_ref).abs().max()))
         emit(kind="step", case=[h, kvh, d, s_max, pos, window, rope_dim],
@@ -131,13 +137,7 @@ def check_attention() -> None:
         q = torch.randn(1, h, 1, d, generator=g)
         k = torch.randn(1, kvh, s_max, d, generator=g)
         v = torch.randn(1, kvh, s_max, d, generator=g)
-        kv_pos = torch.arange(s_max)
-        mask = kv_pos <= pos
-        if window:
-            mask &= kv_pos > pos - window
-        ref = F.scaled_dot_product_attention(
-            q, k.repeat_interleave(h // kvh, 1), v.repeat_interleave(h // kvh, 1),
-            attn_mask=mask[None, None, None, :])
+        ref = reference_attention(q, k, v, pos, window)
         out = decode_attention(q, k, v, torch.tensor([pos]), window)
         emit(kind="attention", case=[h, kvh, d, s_max, pos, window], err=float((out - ref).abs().max()),
              tol=1e-5)
