@@ -80,6 +80,13 @@ def test_models_with_triton_kernels_match_transformers(results):
         assert row["tokens_equal"], row
 
 
+def test_int8_model_decodes_the_same_through_the_fused_layers(results):
+    (row,) = _rows(results, "int8_model")
+    assert row["fused_layers"] == row["layers"], row
+    assert row["err"] <= row["tol"], row
+    assert row["tokens_equal"], row
+
+
 def test_kernels_stay_off_without_cuda_or_the_interpreter():
     import torch
 

@@ -16,7 +16,8 @@ hence a separate process: see test_triton_kernels.py). Prints one JSON object pe
              fit) against transformers, 6 greedy decode steps after a prompt
              longer than the sliding windows, float32. Four families that between them have
              GQA, sliding windows, a tied head, biases, partial rotary and a parallel block
-             (the interpreter runs each kernel program in Python: all eight would take minutes).
+             (the interpreter runs each kernel program in Python: all eight would take minutes);
+  int8_model an int8 SmolLM2-shaped model through the fused layers against its unfused linears.
 """
 
 from __future__ import annotations
@@ -176,6 +177,42 @@ def check_models() -> None:
         emit(kind="model", model=name, changed=changed, fused_layers=fused, layers=len(model.layers), err=err, tokens_equal=same, tol=1e-4)
 
 
+@torch.no_grad()
+def check_int8_model() -> None:
+    """An int8 model decodes the same through the fused layers (int8 GEMV, SwiGLU in its own
+    kernel) as through its unfused linears; the CPU has no int8 GEMV, so it is switched on."""
+    import copy
+
+    from runtime.compile import use_triton_kernels
+    from runtime.config import ModelConfig
+    from runtime.model import Transformer
+    from runtime.quantize import Int8Linear, quantize
+    from tests.runtime.tiny_models import tiny_hf_model
+
+    _, cfg = tiny_hf_model("smollm2")
+    torch.manual_seed(5)
+    model = Transformer(ModelConfig.from_hf_config(cfg)).eval()
+    model.setup_caches(1, 64)
+    quantize(model, "int8")
+    fused = copy.deepcopy(model)
+    for m in fused.modules():
+        if isinstance(m, Int8Linear):
+            m.use_int8_gemv = True
+    use_triton_kernels(fused)
+    layers = sum(layer.decode_step is not None for layer in fused.layers)
+    ids = torch.randint(3, 256, (1, 12), generator=torch.Generator().manual_seed(6))
+    ref = model(ids, torch.arange(12))[:, -1]
+    ours = fused(ids, torch.arange(12))[:, -1]
+    err, same = 0.0, True
+    for i in range(5):
+        token = ref.argmax(-1, keepdim=True)
+        same &= bool(token.equal(ours.argmax(-1, keepdim=True)))
+        ref = model(token, torch.tensor([12 + i]))[:, -1]
+        ours = fused(token, torch.tensor([12 + i]))[:, -1]
+        err = max(err, float((ours - ref).abs().max()))
+    emit(kind="int8_model", fused_layers=layers, layers=len(fused.layers), err=err, tokens_equal=same, tol=1e-3)
+
+
 if __name__ == "__main__":
     if os.environ.get("TRITON_INTERPRET") != "1":
         sys.exit("run with TRITON_INTERPRET=1")
@@ -184,3 +221,4 @@ if __name__ == "__main__":
     check_attention()
     check_attention_step()
     check_models()
+    check_int8_model()
