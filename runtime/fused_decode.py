@@ -83,8 +83,8 @@ def decode_block(block: nn.Module, x: Tensor, cos: Tensor, sin: Tensor, input_po
     h = _linear(attn.wo, a.reshape(-1), residual=h)
     gate_up = _linear(ff.w13, h, rms_eps=block.ffn_norm.eps, norm_weight=block.ffn_norm.weight)
     if ff.w2.weight.dtype == torch.int8:
-        # With one byte a weight, SwiGLU inside the GEMV costs more (6.6 us on Llama-2-7B's
-        # down proj) than its own small kernel; with bf16 weights it is the other way round.
+        # With one byte a weight, SwiGLU inside the GEMV costs more (4 us on Llama-2-7B's down
+        # proj, `gemv-int8-bits-h100.json`) than its own small kernel; bf16 weights hide it.
         gate, up = gate_up.split(ff.hidden)
         h = _linear(ff.w2, torch.nn.functional.silu(gate) * up, residual=h)
     else:

@@ -10,8 +10,10 @@ accumulate in float32 and apply the per-row scale at the end.
 Block sizes are fixed per shape by `_config` (chosen from the sweep in `gemv_probe.py`), not
 autotuned at start-up: tuning is what makes gpt-fast's first call take minutes. The kernels are
 plain Triton, so `torch.compile(fullgraph=True)` and CUDA graphs capture them as user kernels.
-`available()` is False without CUDA or Triton; callers keep `F.linear` then. With
-`TRITON_INTERPRET=1` they also run on CPU tensors, which is how the tests check them without a GPU.
+`gemv` also takes the fused steps of a decoder layer (RMSNorm or SwiGLU in front, bias and
+residual behind) that `fused_decode.py` uses. `available()` is False without CUDA or Triton;
+callers keep `F.linear` then. With `TRITON_INTERPRET=1` they also run on CPU tensors, which is
+how the tests check them without a GPU.
 """
 
 from __future__ import annotations
@@ -67,15 +69,15 @@ if triton is not None:
             if GATED:  # x holds [gate | up]: the input is silu(gate) * up
                 up = tl.load(x_ptr + K + cols, mask=col_ok, other=0.0, eviction_policy="evict_last")
                 x = x * tl.sigmoid(x) * up.to(tl.float32)
-            if NORM:  # RMSNorm: its weight now (unless folded into w), its 1/rms (one number) at the end
+            if NORM:  # RMSNorm: its weight (if given) now, its 1/rms (one number) at the end
                 sq += x * x
                 if HAS_G:
                     g = tl.load(g_ptr + cols, mask=col_ok, other=0.0, eviction_policy="evict_last")
                     x = x * g.to(tl.float32)
             if INT8_BITS:
-                # int8 -> float32 without the conversion unit (a quarter of the FMA rate on an
-                # H100, too slow to keep up with one byte a weight): w + 128 in 0..255 becomes the
-                # low mantissa bits of 2^23, and one float subtraction leaves w, exactly.
+                # int8 -> float32 without the conversion instruction (slow next to integer and
+                # float adds; measured in `gemv-int8-bits-h100.json`): w + 128 in 0..255 becomes
+                # the low mantissa bits of 2^23, and one float subtraction leaves w, exactly.
                 wf = ((w.to(tl.int32) + 0x4B000080).to(tl.float32, bitcast=True)) - 8388736.0
             else:
                 wf = w.to(tl.float32)
@@ -119,7 +121,7 @@ def gemv(x: torch.Tensor, weight: torch.Tensor, scales: torch.Tensor | None = No
 
     Fused steps of a decoder layer, each one kernel launch fewer per layer at batch 1:
     - `rms_eps`: x is first RMS-normalised (a pre-norm before q/k/v or the MLP) and scaled by
-      `norm_weight`, if given (None when it is folded into `weight`'s columns). 1/rms is one
+      `norm_weight`, if given (the probe also times it without). 1/rms is one
       number, so its sum is taken alongside the product and applied at the end.
     - `gated`: x is [2K], gate then up, and the input is silu(gate) * up (SwiGLU's down proj).
     - `residual` [N]: added to the output (the residual stream after attention or MLP).
