@@ -277,7 +277,7 @@ async def server_typing(ckpt: Path, text: str, precision: str, workdir: Path) ->
     """Type a real Python file into `quill serve` and time each inline completion (client side)."""
     from lsprotocol import types
 
-    from lsp_server.drive import Session
+    from quill_client.drive import Session
     from runtime.tokenizer import load_tokenizer
 
     tok = load_tokenizer(ckpt)
@@ -317,10 +317,10 @@ async def server_typing(ckpt: Path, text: str, precision: str, workdir: Path) ->
 
 
 async def start_server(session, options: dict, workdir: Path) -> None:
-    """`Session.start` of `lsp_server.drive`, with initializationOptions (the editor's way)."""
+    """`Session.start` of `quill_client.drive`, with initializationOptions (the editor's way)."""
     from lsprotocol import types
 
-    from lsp_server.drive import CAPABILITIES
+    from quill_client.drive import CAPABILITIES
 
     await session.client.start_io(sys.executable, "-P", "-m", "lsp_server.cli", "serve")
     session._stderr_task = asyncio.ensure_future(session._drain_stderr())

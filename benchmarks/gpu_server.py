@@ -262,7 +262,7 @@ async def serve_and_replay(ckpt: Path, tok, docs: list, settings: dict, workdir:
                            run: dict, flush, server_log: Path) -> None:
     """Start `quill serve`, wait for the model, type `docs`; fill `run` as results arrive."""
     from lsp_server import protocol
-    from lsp_server.drive import Session
+    from quill_client.drive import Session
 
     session = Session(lambda delta: None, lambda text: log(f"server: {text}"))
     session._drain_stderr = functools.partial(_drain_to_file, session, server_log)  # keep the whole log

@@ -5,7 +5,7 @@ commands (serve, try, chat, complete).
 
 Runtime commands are defined in `runtime.cli`; this module only adds the ones that need the
 server, so `runtime/` stays free of server imports. `try`, `chat` and `complete` are thin LSP
-clients: they start `quill serve` as a subprocess and talk to it over stdio (`lsp_server.drive`).
+clients: they start `quill serve` as a subprocess and talk to it over stdio (`quill_client.drive`).
 """
 
 from __future__ import annotations
@@ -58,19 +58,19 @@ def _serve(args) -> int:
 
 
 def _try(args) -> int:
-    from lsp_server.drive import try_command
+    from quill_client.drive import try_command
 
     return try_command(args)
 
 
 def _chat(args) -> int:
-    from lsp_server.drive import chat_command
+    from quill_client.drive import chat_command
 
     return chat_command(args)
 
 
 def _complete(args) -> int:
-    from lsp_server.drive import complete_command
+    from quill_client.drive import complete_command
 
     return complete_command(args)
 
