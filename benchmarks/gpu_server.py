@@ -17,16 +17,15 @@ each request also records how many tokens the engine generated (`quill/status`'s
 Suggestions are asked where an editor allows multi-line ones: after each 8 tokens of typing the
 user presses Enter and the new line gets the typed line's indentation (`completion.multiline`
 true, `completion.maxTokens` 64, `completion.contextTokens` 2,048 so the window never cuts the
-prefix). The checkpoint is a converted Quill checkpoint (`runtime/checkpoint.py`: quill.json,
-native tensor names, bf16 safetensors written tensor by tensor) with the model's real tokenizer
-exported from llama.cpp's vocab GGUF; each precision runs in its own server process.
+prefix). The checkpoint is a converted Quill checkpoint (`runtime/checkpoint.py`'s
+`write_checkpoint`: manifest, native tensor names, bf16 safetensors) with the model's real
+tokenizer exported from llama.cpp's vocab GGUF; each precision runs in its own server process.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import dataclasses
 import functools
 import importlib
 import importlib.metadata
@@ -34,7 +33,6 @@ import json
 import math
 import os
 import shutil
-import struct
 import subprocess
 import sys
 import tempfile
@@ -151,9 +149,9 @@ def model_shape(name: str, tiny: bool) -> dict:
 
 
 def random_checkpoint(target: Path, shape: dict, tokenizer: Path, device: str, seed: int) -> dict:
-    """A converted Quill checkpoint of `shape` with random bf16 weights made on `device` and
-    streamed into one safetensors file; reused when the folder holds the same shape and seed."""
-    from runtime.checkpoint import MANIFEST_NAME, Manifest
+    """A converted Quill checkpoint of `shape` with random bf16 weights made on `device`
+    (`runtime.checkpoint.write_checkpoint`); reused when the folder holds the same shape and seed."""
+    from runtime.checkpoint import write_checkpoint
     from runtime.config import ModelConfig
     from runtime.model import Transformer
 
@@ -171,19 +169,13 @@ def random_checkpoint(target: Path, shape: dict, tokenizer: Path, device: str, s
     if free < nbytes + (1 << 30):
         raise SystemExit(f"{target.parent} has {free / 1e9:.1f} GB free; "
                          f"the weights need {nbytes / 1e9:.1f} GB")
-    tmp = target.with_name(f".tmp-{target.name}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
     t0 = time.perf_counter()
-    write_safetensors(tmp / "model.safetensors", shapes, random_weights(device, seed))
+    fill = random_weights(device, seed)
+    tensors = {name: fill(name, size) for name, size in shapes.items()}
     names = sorted(p.name for p in tokenizer.iterdir() if p.name != "SOURCE.txt")
-    for name in names:
-        shutil.copyfile(tokenizer / name, tmp / name)
-    (tmp / "config.json").write_text(json.dumps(shape, indent=2))
-    manifest = Manifest(architecture=config.family, config=shape, dtype="bfloat16",
-                        weights=["model.safetensors"], tokenizer_files=names, source=source)
-    (tmp / MANIFEST_NAME).write_text(json.dumps(dataclasses.asdict(manifest), indent=2))  # last
-    tmp.rename(target)
+    write_checkpoint(target, tensors, architecture=config.family, config=shape,
+                     tokenizer_files={name: tokenizer / name for name in names}, source=source)
+    del tensors
     if device.startswith("cuda"):
         torch.cuda.empty_cache()  # the server process needs the memory, not this one
     return {"reused": False, "path": str(target), "bytes": nbytes, "params": nbytes // 2,
@@ -211,24 +203,6 @@ def random_weights(device: str, seed: int):
         return t.zero_() if name.endswith(".bias") else t.normal_(0.0, 0.02, generator=gen)
 
     return fill
-
-
-def write_safetensors(path: Path, shapes: dict, fill) -> None:
-    """The safetensors layout (8-byte header size, JSON header, raw little-endian data), written
-    one tensor at a time: no second copy of a 7.6 GB state dict in host memory."""
-    header: dict = {"__metadata__": {"format": "pt"}}
-    offset = 0
-    for name, size in shapes.items():
-        end = offset + 2 * math.prod(size)
-        header[name] = {"dtype": "BF16", "shape": list(size), "data_offsets": [offset, end]}
-        offset = end
-    raw = json.dumps(header, separators=(",", ":")).encode()
-    raw += b" " * (-len(raw) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(raw)) + raw)
-        for name, size in shapes.items():
-            t = fill(name, size).cpu().contiguous()
-            f.write(t.view(torch.uint8).numpy().data)
 
 
 # --- the replay ----------------------------------------------------------------------------------
