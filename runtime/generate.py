@@ -104,6 +104,25 @@ class Outcome:
     cached_ids: list[int] = field(default_factory=list)  # ids whose keys/values the cache now holds
 
 
+def _start_read(token: Tensor) -> Callable[[], int]:
+    """Start copying a sampled id [1] to the host; the returned call waits for that copy alone.
+
+    `int(token)` would wait for everything queued on the stream, the next decode step included.
+    On CUDA the id goes to pinned memory behind an event instead; elsewhere it is read directly."""
+    if token.device.type != "cuda":
+        return lambda: int(token[0])
+    host = torch.empty(1, dtype=token.dtype, pin_memory=True)
+    host.copy_(token[:1], non_blocking=True)
+    copied = torch.cuda.Event()
+    copied.record()
+
+    def read() -> int:
+        copied.synchronize()
+        return int(host[0])
+
+    return read
+
+
 def check_fits(model: Transformer, n_prompt: int) -> None:
     if n_prompt == 0:
         raise ContextLengthError("The prompt is empty; give at least one token.")
@@ -126,12 +145,17 @@ def generate(
     text: TextStream | None = None,
     should_stop: Callable[[], bool] | None = None,
     static_decode: bool = False,
+    pipeline: bool | None = None,
 ) -> Outcome:
     """Generate after `prompt_ids`, whose first `start_pos` tokens are already in the cache.
 
     With the plain `Transformer`, attention reads only the filled part of the cache (positions are
     host ints here, so this costs no sync). `static_decode`, or a wrapper model such as
-    `runtime.compile.CompiledModel`, keeps shapes fixed: attention reads the whole cache."""
+    `runtime.compile.CompiledModel`, keeps shapes fixed: attention reads the whole cache.
+
+    `pipeline` (default: on for CUDA) queues each decode step before the host reads the token it
+    feeds, so host work overlaps device work; off, the device idles while the host works. The
+    tokens are the same either way."""
     check_fits(model, len(prompt_ids))
     text = text or TextStream(None, (), None)
     cancelled = should_stop or (lambda: False)
@@ -150,9 +174,25 @@ def generate(
     # sampled is never fed, so the cache allows max_seq_length - n_prompt + 1 new tokens.
     budget = min(max_new_tokens, model.max_seq_length - n_prompt + 1)
     input_pos = torch.tensor([n_prompt], dtype=torch.long, device=device)
+    pipelined = device.type == "cuda" if pipeline is None else pipeline
+
+    def step(token: Tensor, n: int) -> Tensor:
+        """Feed token n (at position n_prompt + n) and sample token n + 1, all queued on the device."""
+        kv_len = n_prompt + n + 1 if sized else None
+        return sampler(decode_one_token(model, token.view(1, 1), input_pos, kv_len))
+
+    next_token = sampler(logits)  # [1]
     while len(out.token_ids) < budget:
-        next_token = sampler(logits)  # [1]
-        token_id = int(next_token[0])
+        n = len(out.token_ids)
+        read = _start_read(next_token)
+        ahead = None
+        if pipelined and n + 1 < budget:
+            # Queue the step that feeds this token before reading it, so the device computes while
+            # the host waits for the id, detokenizes and checks for stops. When generation stops
+            # here instead, that step has only written the cache row after the last id kept in
+            # out.cached_ids, a row the next request overwrites before anything reads it.
+            ahead = step(next_token, n)
+        token_id = read()
         if token_id in stop_ids:
             out.finish_reason = "stop"
             break
@@ -165,8 +205,7 @@ def generate(
         if cancelled():
             out.finish_reason = "cancelled"
             break
-        kv_len = n_prompt + len(out.token_ids) if sized else None
-        logits = decode_one_token(model, next_token.view(1, 1), input_pos, kv_len)
+        next_token = ahead if ahead is not None else step(next_token, n)
         out.cached_ids.append(token_id)
         input_pos += 1
     out.text = text.finish()

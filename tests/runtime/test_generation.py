@@ -16,6 +16,7 @@ import torch
 from runtime.checkpoint import write_checkpoint
 from runtime.config import ModelConfig
 from runtime.engine import ContextLengthError, Engine, GenerationConfig
+from runtime.generate import TextStream, generate
 from runtime.sampling import Sampler
 from runtime.weight_map import hf_to_native
 from tests.assets import gpt2_encoder_files
@@ -181,6 +182,52 @@ def test_prefix_reuse_computes_only_new_tokens(engine, tiny_checkpoint):
     third = engine.generate(prompt_c, gen)
     assert third.computed_tokens == len(more) + 1  # the last generated token was never fed
     assert third.token_ids == _fresh(tiny_checkpoint).generate(prompt_c, gen).token_ids
+
+
+@pytest.mark.parametrize("ending", ["length", "stop id", "stop string", "cancelled", "cache full"])
+def test_pipelined_decode_keeps_tokens_text_and_cache(engine, ending):
+    """The decode step queued ahead of reading its token (CUDA's default, forced here on the
+    CPU) changes nothing a caller sees, and the cache row it wrote past a stop is never used."""
+    tok = engine.tokenizer
+    prompt = tok.encode(PROSE)
+    ref_run = engine.generate(prompt, GenerationConfig(max_new_tokens=16))
+    limit = {"max_new_tokens": 16}
+    if ending == "stop id":
+        limit["stop_ids"] = frozenset({ref_run.token_ids[9]})
+    elif ending == "stop string":
+        limit["stop_strings"] = (ref_run.text[len(ref_run.text) // 2 :][:3],)
+    elif ending == "cache full":
+        prompt = (prompt * (engine.max_seq_length // len(prompt) + 1))[: engine.max_seq_length - 6]
+
+    def run(pipeline: bool):
+        engine.reset()
+        calls = []
+        should_stop = (lambda: calls.append(1) or len(calls) > 7) if ending == "cancelled" else None
+        deltas: list[str] = []
+        out = generate(
+            engine.model, prompt, start_pos=0, max_new_tokens=limit["max_new_tokens"], sampler=Sampler(),
+            stop_ids=limit.get("stop_ids", frozenset()),
+            text=TextStream(tok, limit.get("stop_strings", ()), deltas.append),
+            should_stop=should_stop, pipeline=pipeline,
+        )
+        # Continue from the cache this left behind: prefix reuse over the ids it says it holds.
+        follow = out.cached_ids + tok.encode(" Then")
+        if len(follow) >= engine.max_seq_length:
+            return out, "".join(deltas), None
+        after = generate(
+            engine.model, follow, start_pos=len(out.cached_ids), max_new_tokens=6, sampler=Sampler(),
+            pipeline=pipeline,
+        )
+        return out, "".join(deltas), after.token_ids
+
+    (plain, plain_text, plain_after), (piped, piped_text, piped_after) = run(False), run(True)
+    expected_reason = {"stop id": "stop", "stop string": "stop", "cache full": "length"}.get(ending, ending)
+    print(f"{ending}: {len(piped.token_ids)} tokens, {piped.finish_reason}, then {piped_after}")
+    assert piped.finish_reason == plain.finish_reason == expected_reason
+    assert piped.token_ids == plain.token_ids and piped.text == plain.text == piped_text == plain_text
+    assert piped.cached_ids == plain.cached_ids
+    assert piped_after == plain_after
+    engine.reset()
 
 
 def test_seeded_sampling_repeats_and_top_k_1_is_greedy(engine):
