@@ -5,8 +5,10 @@ cache positions under a mask; for Llama-2-7B with a 2,048-position cache that is
 (8% of the weights' bytes), in a kernel that an H100 profile shows at 15 us a layer. Here the
 length comes from the `input_pos` tensor itself, read on the device: the grid is fixed (one
 program per query head and per chunk of `CHUNK` cache positions), and chunks past the query's
-position, or before its sliding window, return at once. A second kernel merges the chunks'
-partial softmaxes (flash-decoding). Grouped-query attention maps each query head to its kv head.
+position, or before its sliding window, return at once. The chunks' partial softmaxes are merged
+(flash-decoding) by a second kernel, or, in `attention_step`, by the last chunk program of each
+head to finish, which saves a launch per layer. Grouped-query attention maps each query head to
+its kv head.
 
 Matches `F.scaled_dot_product_attention` with the model's causal / sliding-window mask (a query
 at position p sees keys max(0, p - W + 1) .. p) and scale 1/sqrt(head_dim). Runs on CPU tensors
@@ -19,7 +21,7 @@ import math
 
 import torch
 
-from .gemv import available, triton
+from .gemv import available, dependent_launch, triton
 
 if triton is not None:
     import triton.language as tl
@@ -38,16 +40,33 @@ if triton is not None:
         return x
 
     @triton.jit
+    def _merge(m, l, o, y_row, offs_d, d_ok):
+        """Combine partial softmaxes m, l [C] and outputs o [C, D_PAD]; chunks with m = -inf
+        hold nothing. Writes the normalised output row."""
+        top = tl.max(m, axis=0)
+        w = tl.where(m == float("-inf"), 0.0, tl.exp(m - top))
+        y = tl.sum(o * w[:, None], axis=0) / tl.sum(l * w, axis=0)
+        tl.store(y_row + offs_d, y.to(y_row.dtype.element_ty), mask=d_ok)
+
+    @triton.jit
     def _chunk_kernel(
-        q_ptr, k_ptr, v_ptr, pos_ptr, m_ptr, l_ptr, o_ptr, cos_ptr, sin_ptr,
+        q_ptr, k_ptr, v_ptr, pos_ptr, m_ptr, l_ptr, o_ptr, cos_ptr, sin_ptr, y_ptr, count_ptr,
         stride_kb, stride_kh, stride_ks, stride_qb,
         H: tl.constexpr, GROUP: tl.constexpr, WINDOW: tl.constexpr, SCALE: tl.constexpr,
         N_CHUNKS: tl.constexpr, CHUNK: tl.constexpr, D: tl.constexpr, D_PAD: tl.constexpr,
-        FUSED: tl.constexpr, ROPE_DIM: tl.constexpr,
+        FUSED: tl.constexpr, ROPE_DIM: tl.constexpr, PDL: tl.constexpr,
     ):
-        # FUSED: q_ptr is the q/k/v projection before rotary; this step rotates q and the new
-        # key, writes the new key and value into the cache, and uses them for position `pos`
-        # from registers. Otherwise q is rotated and the cache already holds position `pos`.
+        # FUSED: q_ptr is the q/k/v projection before rotary, cos/sin the whole rotary tables
+        # [S_max, ROPE_DIM]; this step takes their row `pos`, rotates q and the new key, writes
+        # the new key and value into the cache, uses them for position `pos` from registers, and
+        # merges the chunks itself: the last chunk program of a head to finish (counted in
+        # count_ptr, which it resets) combines them, and a head whose keys fit one chunk needs
+        # no partial results at all. Otherwise q is rotated, the cache already holds position
+        # `pos`, every chunk writes a partial result (empty when it holds no key) and
+        # `_merge_kernel` combines them.
+        if PDL:  # launched early (see gemv.dependent_launch): wait for the q/k/v projection
+            tl.extra.cuda.gdc_wait()
+            tl.extra.cuda.gdc_launch_dependents()
         bh = tl.program_id(0)  # b * H + h
         c = tl.program_id(1)
         b = bh // H
@@ -57,21 +76,24 @@ if triton is not None:
         first = 0
         if WINDOW > 0:
             first = tl.maximum(pos - WINDOW + 1, 0)
+        c_first = first // CHUNK  # the chunks holding keys first..pos
+        c_last = pos // CHUNK
         slot = bh * N_CHUNKS + c
         offs_d = tl.arange(0, D_PAD)  # head sizes like 80 or 96 are padded to a power of two
         d_ok = offs_d < D
-        if (lo > pos) | (lo + CHUNK <= first):
-            tl.store(m_ptr + slot, float("-inf"))
-            tl.store(l_ptr + slot, 0.0)
-            tl.store(o_ptr + slot * D_PAD + offs_d, tl.zeros((D_PAD,), dtype=tl.float32))
+        if (c < c_first) | (c > c_last):
+            if not FUSED:
+                tl.store(m_ptr + slot, float("-inf"))
+                tl.store(l_ptr + slot, 0.0)
+                tl.store(o_ptr + slot * D_PAD + offs_d, tl.zeros((D_PAD,), dtype=tl.float32))
         else:
             kv = b * stride_kb + (h // GROUP) * stride_kh
             s_idx = lo + tl.arange(0, CHUNK)  # [CHUNK]
             offs = kv + s_idx[:, None] * stride_ks + offs_d[None, :]
             if FUSED:
                 in_rope = offs_d < ROPE_DIM
-                cos = tl.load(cos_ptr + offs_d, mask=in_rope, other=1.0).to(tl.float32)
-                sin = tl.load(sin_ptr + offs_d, mask=in_rope, other=0.0).to(tl.float32)
+                cos = tl.load(cos_ptr + pos * ROPE_DIM + offs_d, mask=in_rope, other=1.0).to(tl.float32)
+                sin = tl.load(sin_ptr + pos * ROPE_DIM + offs_d, mask=in_rope, other=0.0).to(tl.float32)
                 row = q_ptr + b * stride_qb
                 q = _rotate(row + h * D, offs_d, d_ok, cos, sin, ROPE_DIM) * SCALE
                 kv_col = (H + h // GROUP) * D
@@ -84,7 +106,7 @@ if triton is not None:
                 k = tl.where(here, k_new[None, :], k)
                 v = tl.where(here, v_new[None, :], v)
                 ok = ok | (s_idx == pos)
-                if (h % GROUP == 0) & (pos < lo + CHUNK):
+                if (h % GROUP == 0) & (c == c_last):
                     # One program per kv head writes the new entry; no program reads it this step.
                     dst = kv + pos * stride_ks + offs_d
                     tl.store(k_ptr + dst, k_new.to(k_ptr.dtype.element_ty), mask=d_ok)
@@ -98,9 +120,29 @@ if triton is not None:
             scores = tl.where(ok, scores, float("-inf"))
             m = tl.max(scores, axis=0)
             p = tl.exp(scores - m)
-            tl.store(m_ptr + slot, m)
-            tl.store(l_ptr + slot, tl.sum(p, axis=0))
-            tl.store(o_ptr + slot * D_PAD + offs_d, tl.sum(p[:, None] * v, axis=0))
+            l = tl.sum(p, axis=0)
+            o = tl.sum(p[:, None] * v, axis=0)
+            if FUSED and c_first == c_last:
+                tl.store(y_ptr + bh * D + offs_d, (o / l).to(y_ptr.dtype.element_ty), mask=d_ok)
+            else:
+                tl.store(m_ptr + slot, m)
+                tl.store(l_ptr + slot, l)
+                tl.store(o_ptr + slot * D_PAD + offs_d, o)
+                if FUSED:
+                    # Every thread's stores are done before one thread publishes them (release).
+                    tl.debug_barrier()
+                    done = tl.atomic_add(count_ptr + bh, 1, sem="acq_rel", scope="gpu")
+                    if done == c_last - c_first:  # the others have all published theirs
+                        tl.store(count_ptr + bh, 0)  # ready for the next step
+                        offs_c = tl.arange(0, N_CHUNKS)
+                        mine = (offs_c >= c_first) & (offs_c <= c_last)
+                        parts = bh * N_CHUNKS + offs_c
+                        # .cg: read from L2, where the other programs' stores went, not from L1.
+                        m_all = tl.load(m_ptr + parts, mask=mine, other=float("-inf"), cache_modifier=".cg")
+                        l_all = tl.load(l_ptr + parts, mask=mine, other=0.0, cache_modifier=".cg")
+                        o_all = tl.load(o_ptr + parts[:, None] * D_PAD + offs_d[None, :], mask=mine[:, None],
+                                        other=0.0, cache_modifier=".cg")
+                        _merge(m_all, l_all, o_all, y_ptr + bh * D, offs_d, d_ok)
 
     @triton.jit
     def _merge_kernel(m_ptr, l_ptr, o_ptr, y_ptr, N_CHUNKS: tl.constexpr, D: tl.constexpr,
@@ -111,10 +153,7 @@ if triton is not None:
         m = tl.load(m_ptr + bh * N_CHUNKS + offs_c)  # [N_CHUNKS]
         l = tl.load(l_ptr + bh * N_CHUNKS + offs_c)
         o = tl.load(o_ptr + (bh * N_CHUNKS + offs_c)[:, None] * D_PAD + offs_d[None, :])  # [N_CHUNKS, D_PAD]
-        top = tl.max(m, axis=0)
-        w = tl.where(m == float("-inf"), 0.0, tl.exp(m - top))
-        y = tl.sum(o * w[:, None], axis=0) / tl.sum(l * w, axis=0)
-        tl.store(y_ptr + bh * D + offs_d, y.to(y_ptr.dtype.element_ty), mask=offs_d < D)
+        _merge(m, l, o, y_ptr + bh * D, offs_d, offs_d < D)
 
 
 def supported(head_dim: int) -> bool:
@@ -130,9 +169,10 @@ def _chunk(max_seq_length: int) -> int:
 
 def _attend(src: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, input_pos: torch.Tensor,
             window: int | None, n_head: int, d: int, cos: torch.Tensor | None = None,
-            sin: torch.Tensor | None = None, rope_dim: int = 0) -> torch.Tensor:
-    """Launch both kernels. src [B, ...] holds q (or, with cos/sin, q/k/v before rotary) in each
-    row; returns [B, n_head * d] in src's dtype."""
+            sin: torch.Tensor | None = None, counts: torch.Tensor | None = None) -> torch.Tensor:
+    """Launch the kernels. src [B, ...] holds q (or, with cos/sin, q/k/v before rotary) in each
+    row; returns [B, n_head * d] in src's dtype. With cos/sin the chunk kernel merges its own
+    results, counting finished chunks in `counts` (int32 [B * n_head], zero between calls)."""
     bsz = src.shape[0]
     n_kv, s_max = k_cache.shape[1], k_cache.shape[2]
     chunk = _chunk(s_max)
@@ -142,18 +182,24 @@ def _attend(src: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, inp
     l = torch.empty_like(m)
     d_pad = triton.next_power_of_2(d)
     o = torch.empty(rows, n_chunks_p2, d_pad, device=src.device, dtype=torch.float32)
+    y = torch.empty(bsz, n_head * d, device=src.device, dtype=src.dtype)
     assert k_cache.stride(3) == 1 and src.stride(-1) == 1
     fused = cos is not None
-    # Grid over n_chunks_p2 so padded chunks (past S_max, so past any position) are written empty.
+    if fused:
+        assert cos.is_contiguous() and sin.is_contiguous() and counts is not None and counts.numel() >= rows
+    # Dependent launch only from the custom op (attention_step): Inductor launches the kernels
+    # it traces (decode_attention) itself, without the attribute.
+    pdl = fused and dependent_launch(src.device)
+    # Grid over n_chunks_p2: padded chunks lie past S_max, so past any position, and hold no key.
     _chunk_kernel[(rows, n_chunks_p2)](
-        src, k_cache, v_cache, input_pos, m, l, o, cos if fused else src, sin if fused else src,
-        k_cache.stride(0), k_cache.stride(1), k_cache.stride(2), src.stride(0),
+        src, k_cache, v_cache, input_pos, m, l, o, cos if fused else src, sin if fused else src, y,
+        counts if fused else m, k_cache.stride(0), k_cache.stride(1), k_cache.stride(2), src.stride(0),
         H=n_head, GROUP=n_head // n_kv, WINDOW=window or 0, SCALE=1.0 / math.sqrt(d),
-        N_CHUNKS=n_chunks_p2, CHUNK=chunk, D=d, D_PAD=d_pad, FUSED=fused, ROPE_DIM=rope_dim,
-        num_warps=4,
+        N_CHUNKS=n_chunks_p2, CHUNK=chunk, D=d, D_PAD=d_pad, FUSED=fused,
+        ROPE_DIM=cos.shape[-1] if fused else 0, PDL=pdl, num_warps=4, **({"launch_pdl": True} if pdl else {}),
     )
-    y = torch.empty(bsz, n_head * d, device=src.device, dtype=src.dtype)
-    _merge_kernel[(rows,)](m, l, o, y, N_CHUNKS=n_chunks_p2, D=d, D_PAD=d_pad, num_warps=4)
+    if not fused:
+        _merge_kernel[(rows,)](m, l, o, y, N_CHUNKS=n_chunks_p2, D=d, D_PAD=d_pad, num_warps=4)
     return y
 
 
@@ -168,14 +214,16 @@ def decode_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tens
 
 
 def attention_step(qkv: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, cos: torch.Tensor,
-                   sin: torch.Tensor, input_pos: torch.Tensor, n_head: int, window: int | None) -> torch.Tensor:
-    """One decode step of attention from the q/k/v projection: rotary on q and the new key
-    (cos/sin [rope_dim], the rows for the query's position), the new key and value written to
-    the caches at input_pos, attention over positions up to it. qkv [B, (H + 2 KVH) * D];
-    returns [B, H * D], ready for the output projection. The rotary and cache-write kernels
-    of the unfused step are gone."""
+                   sin: torch.Tensor, input_pos: torch.Tensor, n_head: int, window: int | None,
+                   counts: torch.Tensor) -> torch.Tensor:
+    """One decode step of attention from the q/k/v projection, in one kernel: rotary on q and
+    the new key (cos/sin: the whole tables [S_max, rope_dim]; the kernel takes the row of the
+    query's position), the new key and value written to the caches at input_pos, attention over
+    positions up to it, the chunks merged. qkv [B, (H + 2 KVH) * D]; counts int32 [B * H],
+    zeros, left zero (see `_attend`); returns [B, H * D], ready for the output projection. The
+    rotary, rotary-table gather, cache-write and merge kernels of the unfused step are gone."""
     d = k_cache.shape[3]
-    return _attend(qkv, k_cache, v_cache, input_pos, window, n_head, d, cos, sin, cos.shape[-1])
+    return _attend(qkv, k_cache, v_cache, input_pos, window, n_head, d, cos, sin, counts)
 
 
 __all__ = ["attention_step", "available", "decode_attention", "supported"]

@@ -7,6 +7,7 @@ Llama / Mistral / Phi-3 / SmolLM2 block) runs as:
 
     qkv = W_qkv @ rms(x)                 gemv, RMSNorm fused in front
     a   = attention(rope(q), cache + k)  attention_step: rotary, cache write, split-KV attention
+                                         with the chunks merged by the last one to finish
     x   = x + W_o @ a                    gemv, residual fused behind
     gu  = W_13 @ rms(x)                  gemv, RMSNorm fused in front
     x   = x + W_2 @ (silu(g) * u)        gemv, SwiGLU fused in front (bf16; its own kernel
@@ -30,14 +31,14 @@ from .decode_attention import attention_step, supported
 from .gemv import GemvLinear, gemv
 
 
-@torch.library.custom_op("quill::attention_step", mutates_args=("k_cache", "v_cache"))
+@torch.library.custom_op("quill::attention_step", mutates_args=("k_cache", "v_cache", "counts"))
 def _attention_step_op(qkv: Tensor, k_cache: Tensor, v_cache: Tensor, cos: Tensor, sin: Tensor,
-                       input_pos: Tensor, n_head: int, window: int) -> Tensor:
-    return attention_step(qkv, k_cache, v_cache, cos, sin, input_pos, n_head, window or None)
+                       input_pos: Tensor, counts: Tensor, n_head: int, window: int) -> Tensor:
+    return attention_step(qkv, k_cache, v_cache, cos, sin, input_pos, n_head, window or None, counts)
 
 
 @_attention_step_op.register_fake
-def _(qkv, k_cache, v_cache, cos, sin, input_pos, n_head, window):
+def _(qkv, k_cache, v_cache, cos, sin, input_pos, counts, n_head, window):
     return qkv.new_empty(qkv.shape[0], n_head * k_cache.shape[3])
 
 
@@ -73,13 +74,15 @@ def block_supported(block: nn.Module) -> bool:
 
 
 def decode_block(block: nn.Module, x: Tensor, cos: Tensor, sin: Tensor, input_pos: Tensor) -> Tensor:
-    """One token through a layer: x [1, 1, D], cos/sin [1, rope_dim] at input_pos [1]."""
+    """One token through a layer: x [1, 1, D] at input_pos [1]; cos/sin are the model's whole
+    rotary tables [S_max, rope_dim] (the attention kernel reads the row it needs, which spares
+    a gather kernel per step)."""
     attn, ff = block.attention, block.feed_forward
     h = x.reshape(-1)  # [D], the residual stream
     qkv = _linear(attn.wqkv, h, rms_eps=block.attention_norm.eps, norm_weight=block.attention_norm.weight)
     cache = attn.kv_cache
-    a = torch.ops.quill.attention_step(qkv[None], cache.k_cache, cache.v_cache, cos.reshape(-1),
-                                       sin.reshape(-1), input_pos, attn.n_head, attn.window or 0)
+    a = torch.ops.quill.attention_step(qkv[None], cache.k_cache, cache.v_cache, cos, sin, input_pos,
+                                       attn.step_counts, attn.n_head, attn.window or 0)
     h = _linear(attn.wo, a.reshape(-1), residual=h)
     gate_up = _linear(ff.w13, h, rms_eps=block.ffn_norm.eps, norm_weight=block.ffn_norm.weight)
     if ff.w2.weight.dtype == torch.int8:
@@ -121,6 +124,11 @@ def use_fused_decode(model: nn.Module) -> int:
     changed = 0
     for block in model.layers:
         if block_supported(block):
+            attn = block.attention
+            # The attention kernel's count of finished chunks per head (batch 1), zero between
+            # steps. Allocated here, before any CUDA graph is captured, so its address is fixed.
+            counts = torch.zeros(attn.n_head, dtype=torch.int32, device=attn.wqkv.weight.device)
+            attn.register_buffer("step_counts", counts, persistent=False)
             block.decode_step = decode_block
             changed += 1
     if head_supported(model):

@@ -154,14 +154,13 @@ class TransformerBlock(nn.Module):
             self.feed_forward = FeedForward(config)
             self.ffn_norm = _norm(config)
         # The whole layer's batch-1 decode in five kernels (runtime/fused_decode.py); set by
-        # `compile.use_triton_kernels` on CUDA for the blocks it fits.
+        # `compile.use_triton_kernels` on CUDA for the blocks it fits. Called by
+        # `Transformer.forward` with the whole rotary tables instead of `forward`.
         self.decode_step = None
 
     def forward(
         self, x: Tensor, cos: Tensor, sin: Tensor, mask: Tensor, input_pos: Tensor, kv_len: int | None = None
     ) -> Tensor:
-        if self.decode_step is not None and x.shape[:2] == (1, 1) and kv_len is None:
-            return self.decode_step(self, x, cos, sin, input_pos)
         h = self.attention_norm(x)
         if self.parallel:
             return x + self.attention(h, cos, sin, mask, input_pos, kv_len) + self.feed_forward(h)
@@ -236,8 +235,12 @@ class Transformer(nn.Module):
         else:
             cos, sin = self.rope_cos[input_pos], self.rope_sin[input_pos]  # [S, rope_dim]
         x = self.tok_embeddings(idx)  # [B, S, D]
+        one_token = x.shape[:2] == (1, 1) and kv_len is None
         for layer in self.layers:
-            x = layer(x, cos, sin, masks[layer.attention.window], input_pos, kv_len)
+            if one_token and layer.decode_step is not None:
+                x = layer.decode_step(layer, x, self.rope_cos, self.rope_sin, input_pos)
+            else:
+                x = layer(x, cos, sin, masks[layer.attention.window], input_pos, kv_len)
         if last_only:
             x = x[:, -1:]
         if self.decode_head is not None and x.shape[:2] == (1, 1):

@@ -112,15 +112,18 @@ def check_attention_step() -> None:
         qkv = torch.randn(1, (h + 2 * kvh) * d, generator=g)
         k_cache = torch.randn(1, kvh, s_max, d, generator=g)  # junk everywhere, as after other prompts
         v_cache = torch.randn(1, kvh, s_max, d, generator=g)
-        angles = torch.rand(rope_dim // 2, generator=g) * 6
-        angles = torch.cat([angles, angles])
-        cos, sin = angles.cos(), angles.sin()
+        angles = torch.rand(s_max, rope_dim // 2, generator=g) * 6
+        angles = torch.cat([angles, angles], dim=-1)  # whole tables [S_max, rope_dim]
+        cos_table, sin_table = angles.cos(), angles.sin()
+        cos, sin = cos_table[pos], sin_table[pos]
         q, k, v = (t.view(1, 1, -1, d).transpose(1, 2) for t in qkv.split([h * d, kvh * d, kvh * d], -1))
         q, k = apply_rotary_emb(q, cos[None], sin[None]), apply_rotary_emb(k, cos[None], sin[None])
         k_ref, v_ref = k_cache.clone(), v_cache.clone()
         k_ref[:, :, pos], v_ref[:, :, pos] = k[:, :, 0], v[:, :, 0]
         ref = reference_attention(q, k_ref, v_ref, pos, window).reshape(1, h * d)
-        out = attention_step(qkv, k_cache, v_cache, cos, sin, torch.tensor([pos]), h, window)
+        counts = torch.zeros(h, dtype=torch.int32)
+        out = attention_step(qkv, k_cache, v_cache, cos_table, sin_table, torch.tensor([pos]), h, window, counts)
+        assert not counts.any(), "the finished-chunk counts must be left at zero for the next step"
         cache_err = max(float((k_cache - k_ref).abs().max()), float((v_cache - v_ref).abs().max()))
         emit(kind="step", case=[h, kvh, d, s_max, pos, window, rope_dim],
              err=float((out - ref).abs().max()), cache_err=cache_err, tol=1e-5)
@@ -152,7 +155,7 @@ def check_models() -> None:
     from runtime.weight_map import hf_to_native
     from tests.runtime.tiny_models import tiny_hf_model
 
-    prompt_len, steps = 20, 6
+    prompt_len, steps = 28, 6  # the decode steps cross from the first 32-position chunk into the second
     for name in MODEL_CHECKS:
         hf_model, cfg = tiny_hf_model(name)
         config = ModelConfig.from_hf_config(cfg)
