@@ -7,8 +7,10 @@ it times y = W x with: cuBLAS (`F.linear`), Quill's Triton GEMV (`runtime/gemv.p
 chosen blocks and, with `--sweep`, at every block size of a grid (bf16 and int8 weights), and
 with `--inductor`, Inductor's code under coordinate-descent tuning (what gpt-fast relies on;
 slow to compile), and with `--fused`, the fused decode variants of `gemv` (RMSNorm in front with
-or without its weight, SwiGLU in front, residual behind) at a few block sizes each. Each variant is captured in a CUDA graph of `--reps` calls, so launch
-overhead is out of the numbers; GB/s counts weight bytes read. Also: read and copy bandwidth.
+or without its weight, SwiGLU in front, residual behind) at a few block sizes each. Each variant
+is captured in a CUDA graph of `--reps` calls, so launch overhead is out of the numbers; GB/s
+counts weight bytes read. Also: read and copy bandwidth. `--pdl LAYERS` instead times a chain of
+decoder layers' GEMVs (no attention) with and without programmatic dependent launch.
 """
 
 from __future__ import annotations
@@ -89,6 +91,72 @@ def fused_variants(xv, w, w8, s, n: int, k: int) -> dict:
     return out
 
 
+# Layer shapes for --pdl: dim, q size, q/k/v rows, MLP hidden size.
+LAYERS = {"llama-2-7b": (4096, 4096, 12288, 11008), "phi-3-mini": (3072, 3072, 9216, 8192),
+          "llama-3-8b": (4096, 4096, 6144, 14336)}
+
+
+def layer_chain(model: str, layers: int, int8: bool):
+    """A decode step's GEMVs without attention: per layer q/k/v (RMSNorm in front), the output
+    projection (residual behind, fed from q's part), gate/up (RMSNorm), down (SwiGLU, residual),
+    each fed by the one before, on distinct weights (so nothing is served from L2). Returns
+    (call taking pdl, weight bytes a call)."""
+    from runtime.gemv import gemv
+
+    dim, q_size, qkv_rows, hidden = LAYERS[model]
+    shapes = [(qkv_rows, dim), (dim, q_size), (2 * hidden, dim), (dim, hidden)]
+
+    def weight(n, k):
+        if int8:
+            return (torch.randint(-127, 127, (n, k), device="cuda", dtype=torch.int8),
+                    torch.rand(n, device="cuda", dtype=torch.bfloat16) * 0.01)
+        return torch.randn(n, k, device="cuda", dtype=torch.bfloat16) * 0.02, None
+
+    stack = [[weight(n, k) for n, k in shapes] for _ in range(layers)]
+    norm = torch.ones(dim, device="cuda", dtype=torch.bfloat16)
+    h0 = torch.randn(dim, device="cuda", dtype=torch.bfloat16)
+
+    def step(pdl: bool):
+        h = h0
+        for (wqkv, sqkv), (wo, so), (w13, s13), (w2, s2) in stack:
+            qkv = gemv(h, wqkv, sqkv, rms_eps=1e-5, norm_weight=norm, pdl=pdl)
+            h = gemv(qkv[:q_size], wo, so, residual=h, pdl=pdl)
+            gu = gemv(h, w13, s13, rms_eps=1e-5, norm_weight=norm, pdl=pdl)
+            if int8:
+                g, u = gu.split(hidden)
+                h = gemv(F.silu(g) * u, w2, s2, residual=h, pdl=pdl)
+            else:
+                h = gemv(gu, w2, s2, gated=True, residual=h, pdl=pdl)
+        return h
+
+    nbytes = sum(n * k for n, k in shapes) * layers * (1 if int8 else 2)
+    return step, nbytes
+
+
+def pdl_rows(models: str, layers: int, reps: int) -> list[dict]:
+    """Each model's layer chain in a CUDA graph with and without programmatic dependent launch,
+    and whether both give the same output."""
+    rows = []
+    for model in models.split(","):
+        for int8 in (False, True):
+            step, nbytes = layer_chain(model, layers, int8)
+            row = {"model": model, "weights": "int8" if int8 else "bf16", "layers": layers, "bytes": nbytes}
+            try:
+                row["same_output"] = bool(torch.equal(step(False), step(True)))
+                for pdl in (False, True, False, True):
+                    sec = graph_time(lambda: step(pdl), reps)
+                    key = "pdl" if pdl else "plain"
+                    if key not in row or sec * 1e6 < row[key]["us"]:
+                        row[key] = {"us": sec * 1e6, "GBps": nbytes / sec / 1e9}
+            except Exception as exc:  # noqa: BLE001 - record and go on
+                row["error"] = repr(exc)[:500]
+            rows.append(row)
+            print(json.dumps(row), flush=True)
+            del step
+            torch.cuda.empty_cache()
+    return rows
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", default="llama-2-7b")
@@ -97,6 +165,8 @@ def main(argv=None) -> int:
     p.add_argument("--sweep", action="store_true", help="time every block size of the grid")
     p.add_argument("--inductor", action="store_true", help="also Inductor with coordinate descent")
     p.add_argument("--fused", action="store_true", help="time the fused variants of gemv")
+    p.add_argument("--pdl", type=int, default=0, metavar="LAYERS",
+                   help="only: LAYERS layers' GEMVs in a graph, with and without dependent launch")
     args = p.parse_args(argv)
 
     import torch._inductor.config as inductor_config
@@ -113,6 +183,11 @@ def main(argv=None) -> int:
     result["read_GBps"] = big.numel() * 2 / graph_time(lambda: big.sum(), 3) / 1e9
     result["copy_GBps"] = big.numel() * 4 / graph_time(lambda: dst.copy_(big), 3) / 1e9
     del big, dst
+    if args.pdl:
+        result["pdl"] = pdl_rows(args.models, args.pdl, args.reps)
+        if args.out:
+            Path(args.out).write_text(json.dumps(result, indent=1))
+        return 0
 
     def cdt_linear(x, w):
         return F.linear(x, w)

@@ -114,6 +114,11 @@ class CompiledModel(nn.Module):
         # then reads only the filled part of the cache, rounded up to KV_STEP positions.
         self.sized = decode_upto is not None
         self._decode_upto = decode_upto
+        self.warmed: set[int] = set()  # prefill lengths (buckets) whose graph is compiled
+        # With `lazy_prefill`, a prompt whose bucket is not compiled yet runs eagerly instead of
+        # compiling it in the request's time (tens of seconds for a 7B model); `warm_prefill`
+        # compiles it when there is time (the server does it while idle).
+        self.lazy_prefill = False
 
     # What `generate()` and `Engine` read from the model.
     @property
@@ -150,8 +155,28 @@ class CompiledModel(nn.Module):
         padded = bucket_length(seqlen, self.buckets, self.max_seq_length - start)
         if padded == seqlen and seqlen not in self.buckets:
             return self.model(idx, input_pos, last_only=True)  # no bucket fits: eager
+        if padded not in self.warmed:
+            if self.lazy_prefill:
+                return self.model(idx, input_pos, last_only=True)
+            self.warmed.add(padded)  # compiled by this call
         idx_p, pos_p = pad_prompt(idx, input_pos, padded)
         return self._prefill(self.model, idx_p, pos_p)
+
+    def cold_buckets(self, max_prompt: int | None = None) -> list[int]:
+        """Prefill buckets up to `max_prompt` (default: what the cache holds) not compiled yet."""
+        if self._prefill is None:
+            return []
+        limit = min(max_prompt or self.max_seq_length, self.max_seq_length - 1)
+        return [b for b in self.buckets if b <= limit and b not in self.warmed]
+
+    @torch.no_grad()
+    def warm_prefill(self, length: int, start: int = 0) -> None:
+        """Compile the prefill graph of `length` tokens (or load it from the compile cache) by
+        running it at positions start .. start + length - 1, whose cache rows get junk."""
+        device = self.tok_embeddings.weight.device
+        idx = torch.zeros(1, length, dtype=torch.long, device=device)
+        self._prefill(self.model, idx, torch.arange(start, start + length, device=device))
+        self.warmed.add(length)
 
 
 def _raise_recompile_limit(limit: int = 64) -> None:
@@ -173,11 +198,12 @@ def use_triton_kernels(model: nn.Module, *, fused: bool = True) -> int:
     kernels are not available for the model's device."""
     from .decode_attention import decode_attention, supported
     from .fused_decode import use_fused_decode
-    from .gemv import GemvLinear, available
+    from .gemv import GemvLinear, available, dependent_launch
 
     device = model.tok_embeddings.weight.device
     if not available(device):
         return 0
+    dependent_launch(device)  # decided here, outside the code torch.compile traces
     changed = 0
     for parent in list(model.modules()):
         if hasattr(parent, "decode_kernel") and supported(parent.head_dim):
@@ -251,11 +277,11 @@ def warmup(model: CompiledModel, *, max_prompt: int | None = None, log_fn=log.in
     """
     device = model.tok_embeddings.weight.device
     t0 = time.perf_counter()
-    limit = min(max_prompt or model.max_seq_length, model.max_seq_length - 1)
-    lengths = [b for b in model.buckets if b <= limit] if model._prefill is not None else [8]
-    for n in lengths:
-        idx = torch.zeros(1, n, dtype=torch.long, device=device)
-        model(idx, torch.arange(n, device=device), last_only=True)
+    if model._prefill is None:
+        idx = torch.zeros(1, 8, dtype=torch.long, device=device)
+        model(idx, torch.arange(8, device=device), last_only=True)  # eager prefill before decode
+    for n in model.cold_buckets(max_prompt):
+        model.warm_prefill(n)
         log_fn(f"warm-up: prefill {n} tokens compiled after {time.perf_counter() - t0:.1f}s")
     token = torch.zeros(1, 1, dtype=torch.long, device=device)
     positions = [0, 1, 2]  # CUDA graph trees record on the second/third call
