@@ -4,8 +4,11 @@ All model work (download, conversion, loading, prefill and decode) runs on a sin
 thread that owns the engine, never on the asyncio loop, so the server keeps answering while a
 model loads or a reply streams. Jobs run in the order they were submitted; a job whose stop flag
 is set before it starts is skipped without touching the model, and a running generation checks
-the flag between tokens (`should_stop`). Everything the server needs to say about the model
-(`quill/status`) is read from here.
+the flag between tokens (`should_stop`). When the queue has been empty for `IDLE_WARM_S`, the
+worker compiles the loaded engine's next prefill bucket (`Engine.warm_next`), so the model
+answers from the first minute and gets its compiled prompt lengths while the user is not
+asking for anything. Everything the server needs to say about the model (`quill/status`) is
+read from here.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from runtime.errors import QuillError
 log = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[str, int, int], None]
+IDLE_WARM_S = 2.0  # quiet time before the worker compiles another prefill bucket
 
 
 @dataclass
@@ -55,6 +59,7 @@ class ModelHost:
         self.generations = 0
         self.last_generation: Optional[dict] = None
         self._active_chats = 0
+        self.warmup: dict = {"compiled": [], "pending": []}  # prefill buckets, for quill/status
         self._lock = threading.Lock()
         self._queue: "queue.Queue[Job]" = queue.Queue()
         self._thread = threading.Thread(target=self._work, name="quill-model", daemon=True)
@@ -83,7 +88,11 @@ class ModelHost:
 
     def _work(self) -> None:
         while True:
-            job = self._queue.get()
+            try:
+                job = self._queue.get(timeout=IDLE_WARM_S if self.warmup["pending"] else None)
+            except queue.Empty:
+                self._warm_next()
+                continue
             if job.stop.is_set():
                 job.future.set_result(None)  # cancelled or superseded before it started
                 continue
@@ -94,6 +103,19 @@ class ModelHost:
                 if not isinstance(exc, QuillError):
                     log.exception("%s job failed", job.kind)
                 job.future.set_exception(exc)
+
+    def _warm_next(self) -> None:
+        """Idle time: compile one more prefill bucket of the loaded engine."""
+        engine = self.loaded.engine if self.loaded else None
+        try:
+            length = engine.warm_next() if engine is not None else None
+            if length is not None:
+                self.warmup["compiled"].append(length)
+                log.info("warm-up: prefill of %d tokens compiled while idle", length)
+            self.warmup["pending"] = engine.pending_warmup() if engine is not None else []
+        except Exception:  # noqa: BLE001 - prompts of that length keep running eagerly
+            log.exception("warm-up of a prefill bucket failed; longer prompts stay uncompiled")
+            self.warmup["pending"] = []
 
     # --- loading -----------------------------------------------------------------------------
 
@@ -121,6 +143,7 @@ class ModelHost:
                 self.state, self.error = "error", _describe(exc)
                 raise
             self.loaded, self.state, self.progress = loaded, "ready", None
+            self.warmup = {"compiled": [], "pending": engine.pending_warmup()}
             return loaded
 
         return self.submit("load", run)
@@ -163,6 +186,7 @@ class ModelHost:
                 else None
             ),
             "error": self.error,
+            "warmup": {"compiled": list(self.warmup["compiled"]), "pending": list(self.warmup["pending"])},
         }
 
 

@@ -10,7 +10,7 @@ badly typed request into a JSON-RPC `InvalidParams` error instead of a crash.
                         streams {delta} through `$/progress` on partialResultToken
     quill/history       {workspaceFolder?} -> {turns: [{role, content, time, finishReason}]}
     quill/clearHistory  {workspaceFolder?} -> {cleared}
-    quill/status        {} -> {state, model, device, dtype, progress, acceptance, ...}
+    quill/status        {} -> {state, model, device, dtype, progress, acceptance, warmup, ...}
     quill.acceptCompletion  (workspace/executeCommand) counts an accepted suggestion
 """
 
@@ -140,6 +140,7 @@ class StatusResult:
     completions: CompletionCounters = field(default_factory=CompletionCounters)
     last_generation: Optional[dict] = None  # {kind, finishReason, tokens}
     settings: Optional[dict] = None
+    warmup: Optional[dict] = None  # {compiled, pending}: prefill buckets compiled while idle, still to do
 
 
 # --- the converter ----------------------------------------------------------------------------

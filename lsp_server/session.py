@@ -233,6 +233,7 @@ class QuillServer(LanguageServer):
             completions=self.scheduler.counters,
             last_generation=self.host.last_generation,
             settings=settings_mod.to_dict(self.settings),
+            warmup=model["warmup"],
         )
 
     def report_server_error(self, error: Exception, source: Any) -> None:

@@ -29,6 +29,7 @@ __all__ = ["ContextLengthError", "Engine", "GenerationConfig", "GenerationResult
 
 Progress = Callable[[str, int, int], None]
 DEFAULT_MAX_SEQ_LENGTH = 4096  # KV cache size when the caller does not choose one
+LOAD_WARM_PROMPT = 16  # prefill buckets compiled before `Engine.load` returns; `warm_next` does the rest
 
 
 @dataclass
@@ -99,7 +100,9 @@ class Engine:
         allow it, else float32. `compile`: "auto" compiles the decode step (with CUDA graphs on
         CUDA; on a CPU for float32-int4) and warms it up here, on the loading thread (which must
         be the generating one); True compiles on any device (on a CPU the first compile takes
-        about a minute, the on-disk cache makes the next start quick); False never.
+        about a minute, the on-disk cache makes the next start quick); False never. Compiled
+        prefill (CUDA) gets its shortest bucket here; longer prompts run eagerly until
+        `warm_next` has compiled their bucket.
         """
         from .tokenizer import load_tokenizer
 
@@ -140,7 +143,11 @@ class Engine:
             from .compile import compile_model, warmup
 
             model = compile_model(model)
-            warmup(model)  # junk in the KV cache: the new engine starts with nothing cached
+            # Decode and the shortest prompts (a completion's few new tokens after prefix reuse)
+            # now; longer prompt buckets run eagerly until `warm_next` compiles them, so the
+            # first answer does not wait for every bucket (minutes for a 7B model, cold).
+            warmup(model, max_prompt=LOAD_WARM_PROMPT)  # junk in the KV cache: nothing is cached
+            model.lazy_prefill = True
         engine = cls(model, tokenizer, device=dev, checkpoint_dir=checkpoint_dir, manifest=manifest)
         if weight_only:
             engine.dtype = weight_only
@@ -185,6 +192,27 @@ class Engine:
             reused_tokens=reuse if out.computed_tokens else 0,
             computed_tokens=out.computed_tokens,
         )
+
+    def warm_next(self) -> int | None:
+        """Compile the shortest prefill bucket not compiled yet (see `Engine.load`); returns its
+        length, or None when none is left. Takes seconds to a minute: call it when idle. It runs
+        on the cache rows at the end, so the cached prefix survives unless it reaches them."""
+        cold = getattr(self.model, "cold_buckets", None)
+        pending = cold() if cold is not None else []
+        if not pending:
+            return None
+        length = pending[0]
+        with self._lock:
+            start = self.model.max_seq_length - length
+            if len(self._cached_ids) > start:
+                self._cached_ids = []
+            self.model.warm_prefill(length, start)
+        return length
+
+    def pending_warmup(self) -> list[int]:
+        """Prefill buckets `warm_next` would still compile."""
+        cold = getattr(self.model, "cold_buckets", None)
+        return cold() if cold is not None else []
 
     def reset(self) -> None:
         """Forget the cached sequence (the next call prefills its whole prompt)."""
