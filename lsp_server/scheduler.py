@@ -11,8 +11,11 @@ Other rules:
 - A newer completion request for a document supersedes the older one: the older request is
   answered with an empty result immediately, and its job is skipped if it has not started or
   stopped between tokens if it has.
-- A completion waits a short debounce (`DEBOUNCE_S`) before it reaches the model, so a burst of
-  keystrokes (or 50 requests in a row) does the model work once, for the last one.
+- A completion that comes within `DEBOUNCE_S` of the previous one for its document waits that
+  long before it reaches the model, so a burst of keystrokes (or 50 requests in a row) does the
+  model work for the first and the last only (the first is stopped within a token when the next
+  supersedes it). One that comes after a pause goes to the model at once: the user who stops
+  typing gets the suggestion a debounce sooner.
 - `$/cancelRequest` cancels the handler's task: the job's stop flag is set, the handler waits
   until the worker has let go of it (at most one token), then the request is answered with
   `RequestCancelled`. Every request gets exactly one response either way.
@@ -54,6 +57,7 @@ class Scheduler:
         self.host = host
         self.counters = CompletionCounters()
         self._latest: dict[str, _Ticket] = {}
+        self._last_request: dict[str, float] = {}  # event-loop time of each document's last request
 
     async def completion(self, uri: str, work: Callable[[Job], Optional[str]]) -> Optional[str]:
         """The completion text for the newest request on `uri`, or None (empty result)."""
@@ -70,15 +74,20 @@ class Scheduler:
         previous, self._latest[uri] = self._latest.get(uri), ticket
         if previous is not None:
             previous.supersede()
+        now = loop.time()
+        in_burst = now - self._last_request.get(uri, float("-inf")) < DEBOUNCE_S
+        self._last_request[uri] = now
         try:
-            return await self._run_ticket(ticket, work)
+            return await self._run_ticket(ticket, work, debounce=in_burst)
         finally:
             if self._latest.get(uri) is ticket:
                 del self._latest[uri]
 
-    async def _run_ticket(self, ticket: _Ticket, work: Callable[[Job], Optional[str]]) -> Optional[str]:
+    async def _run_ticket(self, ticket: _Ticket, work: Callable[[Job], Optional[str]], *,
+                          debounce: bool) -> Optional[str]:
         try:
-            await asyncio.wait([ticket.answer], timeout=DEBOUNCE_S)
+            if debounce:
+                await asyncio.wait([ticket.answer], timeout=DEBOUNCE_S)
         except asyncio.CancelledError:
             self.counters.cancelled += 1
             raise
