@@ -29,6 +29,7 @@ from torch import nn
 from . import grid_int4_cpu
 from .errors import DeviceError
 from .gemv import available as gemv_available
+from .gemv import dependent_launch
 from .gemv import gemv
 
 INT4_GROUP_SIZES = (32, 64, 128, 256)
@@ -61,6 +62,8 @@ class Int8Linear(nn.Module):
         self.register_buffer("bias", bias, persistent=True)
         self.use_int8pack = _int8_kernel_available(weight.device)
         self.use_int8_gemv = gemv_available(weight.device) and weight.device.type == "cuda"
+        if self.use_int8_gemv:
+            dependent_launch(weight.device)  # decided now, not inside code torch.compile traces
 
     @classmethod
     def from_linear(cls, linear: nn.Linear) -> "Int8Linear":
