@@ -5,9 +5,10 @@ thread that owns the engine, never on the asyncio loop, so the server keeps answ
 model loads or a reply streams. Jobs run in the order they were submitted; a job whose stop flag
 is set before it starts is skipped without touching the model, and a running generation checks
 the flag between tokens (`should_stop`). When the queue has been empty for `IDLE_WARM_S`, the
-worker compiles the loaded engine's next prefill bucket (`Engine.warm_next`), so the model
-answers from the first minute and gets its compiled prompt lengths while the user is not
-asking for anything. Everything the server needs to say about the model (`quill/status`) is
+worker compiles the next prefill bucket that a prompt has needed (`Engine.warm_next`), so the
+model answers from the first minute and gets its compiled prompt lengths while the user is not
+asking for anything. A request that arrives during such a compile waits for it (up to about
+25 s for a 7B model with a cold compile cache, a few seconds with a warm one). Everything the server needs to say about the model (`quill/status`) is
 read from here.
 """
 
@@ -25,7 +26,7 @@ from runtime.errors import QuillError
 log = logging.getLogger(__name__)
 
 ProgressCallback = Callable[[str, int, int], None]
-IDLE_WARM_S = 2.0  # quiet time before the worker compiles another prefill bucket
+IDLE_WARM_S = 5.0  # quiet time before the worker compiles another prefill bucket
 
 
 @dataclass
@@ -59,7 +60,10 @@ class ModelHost:
         self.generations = 0
         self.last_generation: Optional[dict] = None
         self._active_chats = 0
-        self.warmup: dict = {"compiled": [], "pending": []}  # prefill buckets, for quill/status
+        # Prefill buckets compiled while idle and still to do, for quill/status; replaced whole
+        # (never changed in place) by the worker, read from the event loop.
+        self.warmup: dict = {"compiled": [], "pending": []}
+        self._warm_failed = False
         self._lock = threading.Lock()
         self._queue: "queue.Queue[Job]" = queue.Queue()
         self._thread = threading.Thread(target=self._work, name="quill-model", daemon=True)
@@ -88,8 +92,9 @@ class ModelHost:
 
     def _work(self) -> None:
         while True:
+            pending = self._pending_warmup()
             try:
-                job = self._queue.get(timeout=IDLE_WARM_S if self.warmup["pending"] else None)
+                job = self._queue.get(timeout=IDLE_WARM_S if pending else None)
             except queue.Empty:
                 self._warm_next()
                 continue
@@ -104,18 +109,25 @@ class ModelHost:
                     log.exception("%s job failed", job.kind)
                 job.future.set_exception(exc)
 
+    def _pending_warmup(self) -> list[int]:
+        """What idle time would compile now (a generation may just have needed a new bucket)."""
+        engine = self.loaded.engine if self.loaded else None
+        pending = engine.pending_warmup() if engine is not None and not self._warm_failed else []
+        self.warmup = {"compiled": self.warmup["compiled"], "pending": pending}
+        return pending
+
     def _warm_next(self) -> None:
         """Idle time: compile one more prefill bucket of the loaded engine."""
         engine = self.loaded.engine if self.loaded else None
         try:
             length = engine.warm_next() if engine is not None else None
-            if length is not None:
-                self.warmup["compiled"].append(length)
-                log.info("warm-up: prefill of %d tokens compiled while idle", length)
-            self.warmup["pending"] = engine.pending_warmup() if engine is not None else []
         except Exception:  # noqa: BLE001 - prompts of that length keep running eagerly
             log.exception("warm-up of a prefill bucket failed; longer prompts stay uncompiled")
-            self.warmup["pending"] = []
+            self._warm_failed = True
+            return
+        if length is not None:
+            self.warmup = {"compiled": self.warmup["compiled"] + [length], "pending": self.warmup["pending"]}
+            log.info("warm-up: prefill of %d tokens compiled while idle", length)
 
     # --- loading -----------------------------------------------------------------------------
 
@@ -129,6 +141,7 @@ class ModelHost:
 
         def run(job: Job) -> LoadedModel:
             self.loaded = None  # free the old weights before the new ones arrive
+            self.warmup, self._warm_failed = {"compiled": [], "pending": []}, False
             try:
                 from runtime.engine import load_engine
                 from runtime.prompts import ChatFormat, detect_fim
@@ -143,7 +156,6 @@ class ModelHost:
                 self.state, self.error = "error", _describe(exc)
                 raise
             self.loaded, self.state, self.progress = loaded, "ready", None
-            self.warmup = {"compiled": [], "pending": engine.pending_warmup()}
             return loaded
 
         return self.submit("load", run)
@@ -175,6 +187,7 @@ class ModelHost:
     def status(self) -> dict:
         """Model facts for quill/status."""
         engine = self.loaded.engine if self.loaded else None
+        warmup = self.warmup  # one reference: the worker replaces the dict, never edits it
         return {
             "state": self.state,
             "model": self.model_ref,
@@ -186,7 +199,7 @@ class ModelHost:
                 else None
             ),
             "error": self.error,
-            "warmup": {"compiled": list(self.warmup["compiled"]), "pending": list(self.warmup["pending"])},
+            "warmup": {"compiled": list(warmup["compiled"]), "pending": list(warmup["pending"])},
         }
 
 

@@ -116,9 +116,11 @@ class CompiledModel(nn.Module):
         self._decode_upto = decode_upto
         self.warmed: set[int] = set()  # prefill lengths (buckets) whose graph is compiled
         # With `lazy_prefill`, a prompt whose bucket is not compiled yet runs eagerly instead of
-        # compiling it in the request's time (tens of seconds for a 7B model); `warm_prefill`
-        # compiles it when there is time (the server does it while idle).
+        # compiling it in the request's time (tens of seconds for a 7B model), and the bucket
+        # is noted in `wanted`; `warm_prefill` compiles it when there is time (the server does
+        # it while idle). Buckets no prompt has needed are never compiled.
         self.lazy_prefill = False
+        self.wanted: set[int] = set()
 
     # What `generate()` and `Engine` read from the model.
     @property
@@ -157,6 +159,7 @@ class CompiledModel(nn.Module):
             return self.model(idx, input_pos, last_only=True)  # no bucket fits: eager
         if padded not in self.warmed:
             if self.lazy_prefill:
+                self.wanted.add(padded)
                 return self.model(idx, input_pos, last_only=True)
             self.warmed.add(padded)  # compiled by this call
         idx_p, pos_p = pad_prompt(idx, input_pos, padded)
@@ -168,6 +171,10 @@ class CompiledModel(nn.Module):
             return []
         limit = min(max_prompt or self.max_seq_length, self.max_seq_length - 1)
         return [b for b in self.buckets if b <= limit and b not in self.warmed]
+
+    def wanted_buckets(self) -> list[int]:
+        """Cold buckets that a prompt has needed (and ran eagerly for), shortest first."""
+        return [b for b in self.cold_buckets() if b in self.wanted]
 
     @torch.no_grad()
     def warm_prefill(self, length: int, start: int = 0) -> None:

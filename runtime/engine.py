@@ -9,6 +9,7 @@ lock; run them from a worker thread, never on an event loop.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 from dataclasses import dataclass
@@ -29,7 +30,7 @@ __all__ = ["ContextLengthError", "Engine", "GenerationConfig", "GenerationResult
 
 Progress = Callable[[str, int, int], None]
 DEFAULT_MAX_SEQ_LENGTH = 4096  # KV cache size when the caller does not choose one
-LOAD_WARM_PROMPT = 16  # prefill buckets compiled before `Engine.load` returns; `warm_next` does the rest
+LOAD_WARM_PROMPT = 16  # prefill buckets compiled before `Engine.load` returns; `warm_next` the needed rest
 
 
 @dataclass
@@ -169,7 +170,7 @@ class Engine:
         prompt_ids = [int(t) for t in prompt_ids]
         check_fits(self.model, len(prompt_ids))
         tokenizer_stops = getattr(self.tokenizer, "stop_ids", frozenset()) or frozenset()
-        with self._lock:
+        with self._lock, _on(self.model):
             # Re-run at least the last prompt token: its logits are not kept.
             reuse = min(common_prefix_length(self._cached_ids, prompt_ids), len(prompt_ids) - 1)
             self._cached_ids = prompt_ids[:reuse]  # still valid whatever happens below
@@ -194,30 +195,36 @@ class Engine:
         )
 
     def warm_next(self) -> int | None:
-        """Compile the shortest prefill bucket not compiled yet (see `Engine.load`); returns its
-        length, or None when none is left. Takes seconds to a minute: call it when idle. It runs
-        on the cache rows at the end, so the cached prefix survives unless it reaches them."""
-        cold = getattr(self.model, "cold_buckets", None)
-        pending = cold() if cold is not None else []
+        """Compile the shortest prefill bucket that a prompt has needed and that is not compiled
+        yet (see `Engine.load`); returns its length, or None when there is none. Takes seconds
+        to a minute: call it when idle. It runs on the cache's last rows; the cached prefix
+        keeps the rows before them."""
+        pending = self.pending_warmup()
         if not pending:
             return None
         length = pending[0]
-        with self._lock:
+        with self._lock, _on(self.model):
             start = self.model.max_seq_length - length
-            if len(self._cached_ids) > start:
-                self._cached_ids = []
+            self._cached_ids = self._cached_ids[:start]
             self.model.warm_prefill(length, start)
         return length
 
     def pending_warmup(self) -> list[int]:
-        """Prefill buckets `warm_next` would still compile."""
-        cold = getattr(self.model, "cold_buckets", None)
-        return cold() if cold is not None else []
+        """Prefill buckets `warm_next` would compile, shortest first."""
+        wanted = getattr(self.model, "wanted_buckets", None)
+        return wanted() if wanted is not None else []
 
     def reset(self) -> None:
         """Forget the cached sequence (the next call prefills its whole prompt)."""
         with self._lock:
             self._cached_ids = []
+
+
+def _on(model) -> contextlib.AbstractContextManager:
+    """Make the model's CUDA device the current one: Triton kernels launch on the current
+    device, and so do events recorded without a stream (cuda:1 is a valid setting)."""
+    device = model.tok_embeddings.weight.device
+    return torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
 
 
 WEIGHT_ONLY_PRECISIONS = ("int8", "int4")

@@ -114,7 +114,7 @@ def _start_read(token: Tensor) -> Callable[[], int]:
     host = torch.empty(1, dtype=token.dtype, pin_memory=True)
     host.copy_(token[:1], non_blocking=True)
     copied = torch.cuda.Event()
-    copied.record()
+    copied.record(torch.cuda.current_stream(token.device))  # the copy's stream, on the token's GPU
 
     def read() -> int:
         copied.synchronize()
