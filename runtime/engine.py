@@ -103,7 +103,7 @@ class Engine:
         be the generating one); True compiles on any device (on a CPU the first compile takes
         about a minute, the on-disk cache makes the next start quick); False never. Compiled
         prefill (CUDA) gets its shortest bucket here; longer prompts run eagerly until
-        `warm_next` has compiled their bucket.
+        `warm_next` has compiled their bucket (only buckets that a prompt has needed).
         """
         from .tokenizer import load_tokenizer
 

@@ -104,23 +104,33 @@ class Outcome:
     cached_ids: list[int] = field(default_factory=list)  # ids whose keys/values the cache now holds
 
 
-def _start_read(token: Tensor) -> Callable[[], int]:
-    """Start copying a sampled id [1] to the host; the returned call waits for that copy alone.
+class _TokenReader:
+    """Reads sampled ids [1] on the host without waiting for work queued after them.
 
     `int(token)` would wait for everything queued on the stream, the next decode step included.
-    On CUDA the id goes to pinned memory behind an event instead; elsewhere it is read directly."""
-    if token.device.type != "cuda":
-        return lambda: int(token[0])
-    host = torch.empty(1, dtype=token.dtype, pin_memory=True)
-    host.copy_(token[:1], non_blocking=True)
-    copied = torch.cuda.Event()
-    copied.record(torch.cuda.current_stream(token.device))  # the copy's stream, on the token's GPU
+    On CUDA `start` copies the id to pinned memory behind an event and `finish` waits for that
+    copy alone; elsewhere `finish` reads the id directly. One read is in flight at a time (each
+    is finished before the next starts), so one pinned slot and one event serve a generation."""
 
-    def read() -> int:
-        copied.synchronize()
-        return int(host[0])
+    def __init__(self, device: torch.device):
+        self.cuda = device.type == "cuda"
+        if self.cuda:
+            self.host = torch.empty(1, dtype=torch.long, pin_memory=True)
+            self.copied = torch.cuda.Event()
+            self.stream = torch.cuda.current_stream(device)  # the token's GPU, whatever is current
+        self.token: Tensor | None = None
 
-    return read
+    def start(self, token: Tensor) -> None:
+        self.token = token
+        if self.cuda:
+            self.host.copy_(token[:1], non_blocking=True)
+            self.copied.record(self.stream)
+
+    def finish(self) -> int:
+        if not self.cuda:
+            return int(self.token[0])
+        self.copied.synchronize()
+        return int(self.host[0])
 
 
 def check_fits(model: Transformer, n_prompt: int) -> None:
@@ -182,9 +192,10 @@ def generate(
         return sampler(decode_one_token(model, token.view(1, 1), input_pos, kv_len))
 
     next_token = sampler(logits)  # [1]
+    reader = _TokenReader(device)
     while len(out.token_ids) < budget:
         n = len(out.token_ids)
-        read = _start_read(next_token)
+        reader.start(next_token)
         ahead = None
         if pipelined and n + 1 < budget:
             # Queue the step that feeds this token before reading it, so the device computes while
@@ -192,7 +203,7 @@ def generate(
             # here instead, that step has only written the cache row after the last id kept in
             # out.cached_ids, a row the next request overwrites before anything reads it.
             ahead = step(next_token, n)
-        token_id = read()
+        token_id = reader.finish()
         if token_id in stop_ids:
             out.finish_reason = "stop"
             break
