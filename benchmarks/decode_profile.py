@@ -154,6 +154,86 @@ def profile_decode(model, position: int, steps: int = 5, top: int = 25) -> dict:
     }
 
 
+def legacy_config(n, k, itemsize, norm=False, gated=False):
+    """`gemv._config` before the chain sweep (`gemv-chain-sweep-h100.json`), for an A/B in one
+    run: plain blocks and int8 widened by integer adds."""
+    if norm or gated:
+        block_n, block_k, warps = (8, 512, 4) if itemsize == 1 else (2, 1024, 4)
+    elif itemsize == 1:
+        block_n, block_k, warps = (4, 1024, 4) if k % 1024 == 0 else (8, 1024, 8)
+    else:
+        block_n, block_k, warps = (1, 2048, 8) if k % 2048 == 0 else (2, 1024, 4)
+    return block_n, min(block_k, 1 << (k - 1).bit_length()), warps
+
+
+def silu_kernel_decode_block(block, x, cos, sin, input_pos):
+    """`fused_decode.decode_block` as it was before the chain sweep: int8's SwiGLU in its own
+    kernel in front of the down projection."""
+    import runtime.fused_decode as fused
+
+    attn, ff = block.attention, block.feed_forward
+    h = x.reshape(-1)
+    qkv = fused._linear(attn.wqkv, h, rms_eps=block.attention_norm.eps, norm_weight=block.attention_norm.weight)
+    cache = attn.kv_cache
+    a = torch.ops.quill.attention_step(qkv[None], cache.k_cache, cache.v_cache, cos, sin, input_pos,
+                                       attn.step_counts, attn.n_head, attn.window or 0)
+    h = fused._linear(attn.wo, a.reshape(-1), residual=h)
+    gate_up = fused._linear(ff.w13, h, rms_eps=block.ffn_norm.eps, norm_weight=block.ffn_norm.weight)
+    if ff.w2.weight.dtype == torch.int8:
+        gate, up = gate_up.split(ff.hidden)
+        h = fused._linear(ff.w2, torch.nn.functional.silu(gate) * up, residual=h)
+    else:
+        h = fused._linear(ff.w2, gate_up, gated=True, residual=h)
+    return h.view_as(x)
+
+
+NEW_CONFIG = None  # gemv._config as shipped, kept before any patch
+NEW_DECODE_BLOCK = None
+
+
+def use_configs(model, spec: dict) -> None:
+    """Patch the GEMV configs for the next compile: spec "legacy" (bool) picks the base rules,
+    "silu_kernel" (bool) int8's SwiGLU placement, and "qkv", "o", "w13", "w2", "head" override
+    one role's config (a list, as `gemv` takes it)."""
+    import runtime.fused_decode as fused
+    import runtime.gemv as gemv_module
+
+    global NEW_CONFIG, NEW_DECODE_BLOCK
+    if NEW_CONFIG is None:
+        NEW_CONFIG, NEW_DECODE_BLOCK = gemv_module._config, fused.decode_block
+    base = legacy_config if spec.get("legacy") else NEW_CONFIG
+    layer = model.layers[0]
+    shapes = {"qkv": layer.attention.wqkv.weight.shape, "o": layer.attention.wo.weight.shape,
+              "w13": layer.feed_forward.w13.weight.shape, "w2": layer.feed_forward.w2.weight.shape}
+    if model.output is not None:
+        shapes["head"] = model.output.weight.shape
+    role_of = {(int(n), int(k)): role for role, (n, k) in shapes.items()}
+
+    def config(n, k, itemsize, norm=False, gated=False):
+        role = role_of.get((n, k))
+        if role in spec:
+            return tuple(spec[role])
+        return base(n, k, itemsize, norm=norm, gated=gated)
+
+    gemv_module._config = config
+    silu = spec.get("silu_kernel", bool(spec.get("legacy")))
+    fused.decode_block = silu_kernel_decode_block if silu else NEW_DECODE_BLOCK
+
+
+def run_variants(model, variants: list[dict], kernel_opts: dict) -> list[dict]:
+    """Each variant's configs compiled on the same model and timed through generate()."""
+    rows = []
+    for spec in variants:
+        use_configs(model, spec)
+        torch._dynamo.reset()
+        compiled = compile_model(model, compile_prefill=False, **kernel_opts)
+        warmup(compiled, max_prompt=16, log_fn=lambda m: None)
+        row = {"variant": spec, **time_generate(compiled)}
+        print(json.dumps(row), flush=True)
+        rows.append(row)
+    return rows
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", default="llama-2-7b")
@@ -167,6 +247,11 @@ def main(argv=None) -> int:
     p.add_argument("--check", action="store_true", help="only compare compiled and eager decode")
     p.add_argument("--position", type=int, default=100)
     p.add_argument("--steps", type=int, default=200)
+    p.add_argument("--legacy-configs", action="store_true",
+                   help="the GEMV configs before the chain sweep (see legacy_config), for an A/B")
+    p.add_argument("--variants", default=None,
+                   help="only: a JSON list of config specs (see use_configs), each compiled and timed")
+    p.add_argument("--no-generate", action="store_true", help="skip timing generate()")
     p.add_argument("--out", default=None)
     args = p.parse_args(argv)
 
@@ -178,6 +263,13 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     model = build(args.model, args.kv_limit, args.precision)
     built = time.perf_counter() - t0
+    if args.variants:
+        variants = json.loads(Path(args.variants).read_text() if args.variants.endswith(".json") else args.variants)
+        save({"environment": environment(), "args": vars(args),
+              "variants": run_variants(model, variants, kernel_opts)}, args.out)
+        return 0
+    if args.legacy_configs:
+        use_configs(model, {"legacy": True})
     if args.check:
         import copy
         reference = copy.deepcopy(model)  # plain modules: the swap below happens in place
@@ -191,7 +283,7 @@ def main(argv=None) -> int:
     result = {
         "environment": environment(), "args": vars(args), "build_s": built, "compile_s": compile_s,
         "decode_tok_s": rate, "weight_bytes": wbytes, "weights_GBps": wbytes * rate / 1e9,
-        "generate": time_generate(compiled),
+        "generate": None if args.no_generate else time_generate(compiled),
         "profile": profile_decode(compiled, args.position),
     }
     save(result, args.out)

@@ -16,6 +16,7 @@ decoder layers' GEMVs (no attention) with and without programmatic dependent lau
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import sys
 import tempfile
@@ -100,7 +101,9 @@ def layer_chain(model: str, layers: int, int8: bool):
     """A decode step's GEMVs without attention: per layer q/k/v (RMSNorm in front), the output
     projection (residual behind, fed from q's part), gate/up (RMSNorm), down (SwiGLU, residual),
     each fed by the one before, on distinct weights (so nothing is served from L2). Returns
-    (call taking pdl, weight bytes a call)."""
+    (call, weight bytes a call); the call takes pdl and optional `configs`, which map "qkv",
+    "o", "w13", "w2" to `gemv` block configs (default: its own choice) and "gated" to whether
+    the down projection takes SwiGLU in front (default: yes, as the runtime does)."""
     from runtime.gemv import gemv
 
     dim, q_size, qkv_rows, hidden = LAYERS[model]
@@ -116,21 +119,103 @@ def layer_chain(model: str, layers: int, int8: bool):
     norm = torch.ones(dim, device="cuda", dtype=torch.bfloat16)
     h0 = torch.randn(dim, device="cuda", dtype=torch.bfloat16)
 
-    def step(pdl: bool):
+    def step(pdl: bool, configs: dict | None = None):
+        configs = configs or {}
+        cq, co, c13, c2 = (configs.get(key) for key in ("qkv", "o", "w13", "w2"))
+        gated = configs.get("gated", True)
         h = h0
         for (wqkv, sqkv), (wo, so), (w13, s13), (w2, s2) in stack:
-            qkv = gemv(h, wqkv, sqkv, rms_eps=1e-5, norm_weight=norm, pdl=pdl)
-            h = gemv(qkv[:q_size], wo, so, residual=h, pdl=pdl)
-            gu = gemv(h, w13, s13, rms_eps=1e-5, norm_weight=norm, pdl=pdl)
-            if int8:
-                g, u = gu.split(hidden)
-                h = gemv(F.silu(g) * u, w2, s2, residual=h, pdl=pdl)
+            qkv = gemv(h, wqkv, sqkv, cq, rms_eps=1e-5, norm_weight=norm, pdl=pdl)
+            h = gemv(qkv[:q_size], wo, so, co, residual=h, pdl=pdl)
+            gu = gemv(h, w13, s13, c13, rms_eps=1e-5, norm_weight=norm, pdl=pdl)
+            if gated:
+                h = gemv(gu, w2, s2, c2, gated=True, residual=h, pdl=pdl)
             else:
-                h = gemv(gu, w2, s2, gated=True, residual=h, pdl=pdl)
+                g, u = gu.split(hidden)
+                h = gemv(F.silu(g) * u, w2, s2, c2, residual=h, pdl=pdl)
         return h
 
     nbytes = sum(n * k for n, k in shapes) * layers * (1 if int8 else 2)
     return step, nbytes
+
+
+# Candidates of --chain-sweep, as `gemv` configs: (BLOCK_N, BLOCK_K, warps[, variant[, stages]]),
+# variant naming the kernel's options ("asm": int8 widened by byte permutes, int8 only;
+# "prefetch": the next block's load before this block's arithmetic; "reduce": a row sum each step).
+CHAIN_KLOOP = [(1, 1024, 4), (2, 1024, 4), (4, 1024, 4), (8, 1024, 8), (8, 512, 4), (2, 2048, 4),
+               (4, 2048, 8), (1, 2048, 8), (2, 2048, 8)]
+CHAIN_VARIANTS = [
+    (8, 1024, 4, "reduce"), (16, 512, 4, "reduce"), (4, 1024, 4, "prefetch"), (8, 512, 4, "prefetch"),
+    (8, 1024, 8, "prefetch"), (4, 2048, 8, "prefetch"), (16, 512, 4, "reduce+prefetch"),
+    (8, 512, 4, "", 1), (4, 1024, 4, "", 1), (4, 1024, 4, "", 4),
+]
+CHAIN_INT8 = [
+    (8, 512, 4, "asm"), (4, 1024, 4, "asm"), (4, 2048, 8, "asm"), (8, 1024, 8, "asm"), (2, 1024, 4, "asm"),
+    (2, 2048, 4, "asm"), (16, 512, 8, "asm"), (8, 512, 4, "asm+prefetch"), (4, 1024, 4, "asm+prefetch"),
+    (8, 1024, 8, "asm+prefetch"), (8, 512, 4, "asm+reduce"), (16, 512, 4, "asm+reduce"),
+    (16, 1024, 8, "asm+reduce+prefetch"), (8, 512, 4, "asm", 1), (4, 1024, 4, "asm", 1),
+]
+
+
+def chain_sweep(models: str, layers: int, reps: int) -> list[dict]:
+    """Per model and weight type: the layer chain (with dependent launch) at the runtime's
+    configs, then coordinate descent over each GEMV's config (and int8's SwiGLU placement),
+    keeping a change only when the whole chain gets faster. The same weights throughout."""
+    from runtime.gemv import _config
+
+    rows = []
+    for model in models.split(","):
+        dim, q_size, qkv_rows, hidden = LAYERS[model]
+        shapes = {"qkv": (qkv_rows, dim, dict(norm=True)), "o": (dim, q_size, {}),
+                  "w13": (2 * hidden, dim, dict(norm=True)), "w2": (dim, hidden, dict(gated=True))}
+        for int8 in (True, False):
+            torch.manual_seed(0)
+            configs: dict = {key: _config(n, k, 1 if int8 else 2, **role) for key, (n, k, role) in shapes.items()}
+            configs["gated"] = True
+            step, nbytes = layer_chain(model, layers, int8)
+            reference = step(True, configs).float()
+            tried = []
+
+            def measure(cfgs: dict) -> float:
+                entry: dict = {"configs": {k: list(v) if isinstance(v, tuple) else v for k, v in cfgs.items()}}
+                tried.append(entry)
+                try:
+                    run = functools.partial(step, True, cfgs)
+                    out = run().float()
+                    entry["rel_err"] = float((out - reference).abs().max() / reference.abs().max())
+                    sec = graph_time(run, reps)
+                except Exception as exc:  # noqa: BLE001 - a config that does not build or run
+                    entry["error"] = repr(exc)[:300]
+                    return float("inf")
+                entry.update(us=sec * 1e6, GBps=nbytes / sec / 1e9)
+                # Another summation order moves bf16 results by rounding steps, never more.
+                return sec if entry["rel_err"] < 5e-2 else float("inf")
+
+            row = {"model": model, "weights": "int8" if int8 else "bf16", "layers": layers, "bytes": nbytes}
+            try:
+                base = measure(configs)
+                row["runtime"] = tried[-1]
+                best = base
+                for key in ("w2", "w13", "qkv", "o"):
+                    options = [{key: c} for c in CHAIN_KLOOP + CHAIN_VARIANTS + (CHAIN_INT8 if int8 else [])]
+                    if key == "w2":  # SwiGLU in front of the down projection or in its own kernel
+                        options += [dict(option, gated=not configs["gated"]) for option in options]
+                    for option in options:
+                        trial = dict(configs, **option)
+                        sec = measure(trial)
+                        if sec < best:
+                            best, configs = sec, trial
+                    print(json.dumps({"model": model, "int8": int8, "after": key, "us": best * 1e6,
+                                      "configs": configs}), flush=True)
+                row["best"] = {"configs": {k: list(v) if isinstance(v, tuple) else v for k, v in configs.items()},
+                               "us": best * 1e6, "GBps": nbytes / best / 1e9}
+            except Exception as exc:  # noqa: BLE001 - record and go on
+                row["error"] = repr(exc)[:500]
+            row["tried"] = tried
+            rows.append(row)
+            del step
+            torch.cuda.empty_cache()
+    return rows
 
 
 def pdl_rows(models: str, layers: int, reps: int) -> list[dict]:
@@ -165,6 +250,8 @@ def main(argv=None) -> int:
     p.add_argument("--sweep", action="store_true", help="time every block size of the grid")
     p.add_argument("--inductor", action="store_true", help="also Inductor with coordinate descent")
     p.add_argument("--fused", action="store_true", help="time the fused variants of gemv")
+    p.add_argument("--chain-sweep", type=int, default=0, metavar="LAYERS",
+                   help="only: tune each GEMV's config in a chain of LAYERS layers (see chain_sweep)")
     p.add_argument("--pdl", type=int, default=0, metavar="LAYERS",
                    help="only: LAYERS layers' GEMVs in a graph, with and without dependent launch")
     args = p.parse_args(argv)
@@ -183,6 +270,11 @@ def main(argv=None) -> int:
     result["read_GBps"] = big.numel() * 2 / graph_time(lambda: big.sum(), 3) / 1e9
     result["copy_GBps"] = big.numel() * 4 / graph_time(lambda: dst.copy_(big), 3) / 1e9
     del big, dst
+    if args.chain_sweep:
+        result["chain_sweep"] = chain_sweep(args.models, args.chain_sweep, args.reps)
+        if args.out:
+            Path(args.out).write_text(json.dumps(result, indent=1))
+        return 0
     if args.pdl:
         result["pdl"] = pdl_rows(args.models, args.pdl, args.reps)
         if args.out:

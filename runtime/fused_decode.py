@@ -10,8 +10,8 @@ Llama / Mistral / Phi-3 / SmolLM2 block) runs as:
                                          with the chunks merged by the last one to finish
     x   = x + W_o @ a                    gemv, residual fused behind
     gu  = W_13 @ rms(x)                  gemv, RMSNorm fused in front
-    x   = x + W_2 @ (silu(g) * u)        gemv, SwiGLU fused in front (bf16; its own kernel
-                                         for int8), residual behind
+    x   = x + W_2 @ (silu(g) * u)        gemv, SwiGLU fused in front (its own kernel for
+                                         wide int8 ones, see `swiglu_in_front`), residual behind
 
 and the final norm joins the vocabulary projection. The weights are the model's own (`GemvLinear`,
 or `Int8Linear` with its scales), so nothing is copied. Layers of another shape (LayerNorm, a
@@ -28,7 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from .decode_attention import attention_step, supported
-from .gemv import GemvLinear, gemv
+from .gemv import GemvLinear, gemv, swiglu_in_front
 
 
 @torch.library.custom_op("quill::attention_step", mutates_args=("k_cache", "v_cache", "counts"))
@@ -85,13 +85,11 @@ def decode_block(block: nn.Module, x: Tensor, cos: Tensor, sin: Tensor, input_po
                                        attn.step_counts, attn.n_head, attn.window or 0)
     h = _linear(attn.wo, a.reshape(-1), residual=h)
     gate_up = _linear(ff.w13, h, rms_eps=block.ffn_norm.eps, norm_weight=block.ffn_norm.weight)
-    if ff.w2.weight.dtype == torch.int8:
-        # With one byte a weight, SwiGLU inside the GEMV costs more (4 us on Llama-2-7B's down
-        # proj, `gemv-int8-bits-h100.json`) than its own small kernel; bf16 weights hide it.
+    if swiglu_in_front(ff.w2.weight):
+        h = _linear(ff.w2, gate_up, gated=True, residual=h)
+    else:
         gate, up = gate_up.split(ff.hidden)
         h = _linear(ff.w2, torch.nn.functional.silu(gate) * up, residual=h)
-    else:
-        h = _linear(ff.w2, gate_up, gated=True, residual=h)
     return h.view_as(x)
 
 

@@ -33,6 +33,8 @@ except Exception:  # noqa: BLE001 - any failure to import means "no kernel"
     triton = None
 
 INTERPRET = os.environ.get("TRITON_INTERPRET") == "1"
+# Inline PTX (the int8 widening) runs on NVIDIA GPUs only: not interpreted, not on ROCm.
+NVIDIA_PTX = not INTERPRET and torch.version.hip is None
 
 
 def available(device: torch.device) -> bool:
@@ -51,8 +53,27 @@ if triton is not None:
                        eviction_policy="evict_first")
 
     @triton.jit
+    def _int8_to_biased_float(w):
+        # Four int8 weights a register: flip their sign bits (w + 128 in 0..255, one XOR for the
+        # four), then each byte becomes the low mantissa byte of 2^23 (one byte permute each):
+        # the float 2^23 + 128 + w, exact. Triton's own widening spends a permute and an
+        # integer add a weight.
+        return tl.inline_asm_elementwise(
+            asm="""{
+            .reg .b32 t, k;
+            xor.b32 t, $4, 0x80808080;
+            mov.b32 k, 0x4B000000;
+            prmt.b32 $0, t, k, 0x7650;
+            prmt.b32 $1, t, k, 0x7651;
+            prmt.b32 $2, t, k, 0x7652;
+            prmt.b32 $3, t, k, 0x7653;
+            }""",
+            constraints="=r,=r,=r,=r,r", args=[w], dtype=tl.float32, is_pure=True, pack=4)
+
+    @triton.jit
     def _accumulate(acc, sq, w, x_ptr, g_ptr, cols, col_ok, K, EVEN: tl.constexpr, NORM: tl.constexpr,
-                    HAS_G: tl.constexpr, GATED: tl.constexpr, INT8_BITS: tl.constexpr):
+                    HAS_G: tl.constexpr, GATED: tl.constexpr, INT8_BITS: tl.constexpr,
+                    REDUCE: tl.constexpr = False, INT8_ASM: tl.constexpr = False):
         # x is reused by every program: keep it in L2.
         if EVEN:
             x = tl.load(x_ptr + cols, eviction_policy="evict_last").to(tl.float32)
@@ -70,10 +91,17 @@ if triton is not None:
             # int8 -> float32 without the conversion instruction (slow next to integer and
             # float adds; measured in `gemv-int8-bits-h100.json`): w + 128 in 0..255 becomes
             # the low mantissa bits of 2^23, and one float subtraction leaves w, exactly.
-            wf = ((w.to(tl.int32) + 0x4B000080).to(tl.float32, bitcast=True)) - 8388736.0
+            if INT8_ASM:  # the same float, four weights at a time
+                wf = _int8_to_biased_float(w) - 8388736.0
+            else:
+                wf = ((w.to(tl.int32) + 0x4B000080).to(tl.float32, bitcast=True)) - 8388736.0
         else:
             wf = w.to(tl.float32)
-        return acc + wf * x[None, :], sq
+        if REDUCE:  # acc [BLOCK_N]: fewer registers, a reduction each step
+            acc = acc + tl.sum(wf * x[None, :], axis=1)
+        else:
+            acc = acc + wf * x[None, :]
+        return acc, sq
 
     @triton.jit
     def _gemv_kernel(
@@ -81,13 +109,17 @@ if triton is not None:
         HAS_SCALE: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_RESIDUAL: tl.constexpr,
         NORM: tl.constexpr, HAS_G: tl.constexpr, GATED: tl.constexpr, INT8_BITS: tl.constexpr,
         EVEN: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, PDL: tl.constexpr,
+        REDUCE: tl.constexpr = False, PREFETCH: tl.constexpr = False, INT8_ASM: tl.constexpr = False,
     ):
         # One program computes BLOCK_N outputs: y[rows] = (w[rows, :] @ x) (* s[rows]), with the
         # optional prologues and epilogues that save decode a kernel each (see `gemv`).
         pid = tl.program_id(0)
         rows = pid * BLOCK_N + tl.arange(0, BLOCK_N)  # [BLOCK_N]
         row_ok = rows < N
-        acc = tl.zeros((BLOCK_N, BLOCK_K), dtype=tl.float32)
+        if REDUCE:
+            acc = tl.zeros((BLOCK_N,), dtype=tl.float32)
+        else:
+            acc = tl.zeros((BLOCK_N, BLOCK_K), dtype=tl.float32)
         sq = tl.zeros((BLOCK_K,), dtype=tl.float32)  # NORM: sum of x squared, along the way
         w_rows = w_ptr + rows[:, None].to(tl.int64) * K
         cols = tl.arange(0, BLOCK_K)  # [BLOCK_K]
@@ -98,13 +130,29 @@ if triton is not None:
             # previous kernel may have written (x, residual) is read only after this wait.
             tl.extra.cuda.gdc_wait()
             tl.extra.cuda.gdc_launch_dependents()
-        acc, sq = _accumulate(acc, sq, w, x_ptr, g_ptr, cols, cols < K, K, EVEN, NORM, HAS_G, GATED, INT8_BITS)
-        for k0 in range(BLOCK_K, K, BLOCK_K):
-            cols = k0 + tl.arange(0, BLOCK_K)
-            col_ok = cols < K
-            w = _load_w(w_rows, cols, row_ok, col_ok, EVEN)
-            acc, sq = _accumulate(acc, sq, w, x_ptr, g_ptr, cols, col_ok, K, EVEN, NORM, HAS_G, GATED, INT8_BITS)
-        y = tl.sum(acc, axis=1)
+        if PREFETCH:  # the next block's load goes out before this block's arithmetic
+            for k0 in range(BLOCK_K, K, BLOCK_K):
+                cols_next = k0 + tl.arange(0, BLOCK_K)
+                w_next = _load_w(w_rows, cols_next, row_ok, cols_next < K, EVEN)
+                acc, sq = _accumulate(acc, sq, w, x_ptr, g_ptr, cols, cols < K, K, EVEN, NORM, HAS_G, GATED,
+                                      INT8_BITS, REDUCE, INT8_ASM)
+                w = w_next
+                cols = cols_next
+            acc, sq = _accumulate(acc, sq, w, x_ptr, g_ptr, cols, cols < K, K, EVEN, NORM, HAS_G, GATED,
+                                  INT8_BITS, REDUCE, INT8_ASM)
+        else:
+            acc, sq = _accumulate(acc, sq, w, x_ptr, g_ptr, cols, cols < K, K, EVEN, NORM, HAS_G, GATED,
+                                  INT8_BITS, REDUCE, INT8_ASM)
+            for k0 in range(BLOCK_K, K, BLOCK_K):
+                cols = k0 + tl.arange(0, BLOCK_K)
+                col_ok = cols < K
+                w = _load_w(w_rows, cols, row_ok, col_ok, EVEN)
+                acc, sq = _accumulate(acc, sq, w, x_ptr, g_ptr, cols, col_ok, K, EVEN, NORM, HAS_G, GATED,
+                                      INT8_BITS, REDUCE, INT8_ASM)
+        if REDUCE:
+            y = acc
+        else:
+            y = tl.sum(acc, axis=1)
         if NORM:
             y = y * tl.rsqrt(tl.sum(sq, axis=0) / K + eps)
         if HAS_SCALE:
@@ -116,20 +164,42 @@ if triton is not None:
         tl.store(y_ptr + rows, y.to(y_ptr.dtype.element_ty), mask=row_ok)
 
 
-def _config(n: int, k: int, itemsize: int, prologue: bool = False) -> tuple[int, int, int]:
-    """(BLOCK_N, BLOCK_K, num_warps), from the H100 sweeps of `benchmarks/gemv_probe.py` over
-    Llama-2-7B, Llama-3-8B and Phi-3-mini shapes: 2-4 KB of each weight row per loop step,
-    few rows per program (so N / BLOCK_N programs keep every SM streaming), unmasked loads.
-    With a `prologue` (RMSNorm or SwiGLU in front) every program repeats that work on x, so
-    more rows share it: at one row a program the norm cost Llama-2-7B's gate/up 11 us of 58,
-    at two rows 1.4 us (`gemv-fused-h100.json`; int8 blocks from `gemv-int8-bits-h100.json`)."""
-    if prologue:
-        block_n, block_k, warps = (8, 512, 4) if itemsize == 1 else (2, 1024, 4)
-    elif itemsize == 1:  # int8
-        block_n, block_k, warps = (4, 1024, 4) if k % 1024 == 0 else (8, 1024, 8)
+def _config(n: int, k: int, itemsize: int, norm: bool = False, gated: bool = False) -> tuple:
+    """(BLOCK_N, BLOCK_K, num_warps, variant), chosen from the H100 sweep of decoder layers'
+    GEMV chains (`gemv_probe.py --chain-sweep`, `gemv-chain-sweep-h100.json`: Phi-3-mini,
+    Llama-2-7B and Llama-3-8B, int8 and bf16, dependent launch on), where the layer's whole
+    chain is timed, so a kernel's effect on its neighbours counts. The variant names the
+    kernel's options: "asm" widens int8 by byte permutes, "reduce" sums each row block as it
+    goes (fewer registers, so more programs a multiprocessor), "prefetch" issues the next
+    block's load before this block's arithmetic. Rules of thumb behind the numbers:
+    - int8 is bound by instructions and loads in flight, not bytes: widening four weights in
+      five instructions instead of eight and a running row sum took Phi-3-mini's int8 chain
+      from 1.90 to 2.42 TB/s;
+    - a prologue (RMSNorm, SwiGLU) is repeated by every program, so more rows share it, up to
+      where too few programs are left to fill the machine (16 rows from 12,288 outputs up);
+    - bf16 reads 2.9-3.0 TB/s with 2-8 rows a program, 2-4 KB a row a step."""
+    if itemsize == 1:  # int8
+        if norm:
+            block_n, block_k, warps, variant = (16 if n >= 12288 else 8), 512, 4, "asm+reduce"
+        elif gated:
+            block_n, block_k, warps, variant = 8, 1024, 8, "asm"
+        else:
+            block_n, block_k, warps, variant = 4, 1024, 4, "asm"
+    elif norm:
+        block_n, block_k, warps, variant = 4, 1024, 4, ""
+    elif gated:
+        block_n, block_k, warps, variant = (4, 2048, 8, "") if k > 8192 else (8, 1024, 8, "")
     else:
-        block_n, block_k, warps = (1, 2048, 8) if k % 2048 == 0 else (2, 1024, 4)
-    return block_n, min(block_k, triton.next_power_of_2(k)), warps
+        block_n, block_k, warps, variant = (2, 2048, 8, "") if k % 2048 == 0 else (2, 1024, 4, "")
+    return block_n, min(block_k, triton.next_power_of_2(k)), warps, variant
+
+
+def swiglu_in_front(weight: torch.Tensor) -> bool:
+    """Whether a down projection should take SwiGLU as its prologue (`gemv(gated=True)`) rather
+    than after a small kernel of its own. Always for bf16; for int8, whose GEMV is bound by
+    instructions, only up to 8,192 inputs: Phi-3-mini's (8,192) decoded about 5% faster with it,
+    Llama-2-7B's (11,008) 3.6% slower (`decode-config-variants-h100.json`)."""
+    return weight.dtype != torch.int8 or weight.shape[1] <= 8192
 
 
 _DEPENDENT_LAUNCH: dict[torch.device, bool] = {}
@@ -152,13 +222,13 @@ def dependent_launch(device: torch.device) -> bool:
 
 
 def gemv(x: torch.Tensor, weight: torch.Tensor, scales: torch.Tensor | None = None,
-         config: tuple[int, int, int] | None = None, *, bias: torch.Tensor | None = None,
+         config: tuple | None = None, *, bias: torch.Tensor | None = None,
          residual: torch.Tensor | None = None, rms_eps: float | None = None,
          norm_weight: torch.Tensor | None = None, gated: bool = False,
          int8_bits: bool = True, pdl: bool | None = None) -> torch.Tensor:
     """y = weight @ x (* scales) (+ bias) (+ residual): x [K] float, weight [N, K] contiguous
     (x's dtype, or int8 with `scales` [N]) -> y [N] in x's dtype. `config` overrides the block
-    sizes (for the probe).
+    sizes, (BLOCK_N, BLOCK_K, num_warps[, variant[, num_stages]]) (for the probe; see `_config`).
 
     Fused steps of a decoder layer, each one kernel launch fewer per layer at batch 1:
     - `rms_eps`: x is first RMS-normalised (a pre-norm before q/k/v or the MLP) and scaled by
@@ -199,20 +269,22 @@ def _launch(x, weight, scales, config, bias, residual, rms_eps, norm_weight, gat
     n = weight.shape[0]
     k = weight.shape[1]
     y = torch.empty(n, device=x.device, dtype=x.dtype)
-    prologue = rms_eps is not None or gated
-    block_n, block_k, warps = config or _config(n, k, weight.element_size(), prologue)
+    config = config or _config(n, k, weight.element_size(), norm=rms_eps is not None, gated=gated)
+    block_n, block_k, warps = config[:3]
+    args = (x, weight, x if scales is None else scales, x if bias is None else bias,
+            x if residual is None else residual, x if norm_weight is None else norm_weight, y, n, k,
+            rms_eps or 0.0)
+    flags = dict(HAS_SCALE=scales is not None, HAS_BIAS=bias is not None, HAS_RESIDUAL=residual is not None,
+                 NORM=rms_eps is not None, HAS_G=norm_weight is not None, GATED=gated,
+                 INT8_BITS=int8_bits and weight.dtype == torch.int8, PDL=pdl, num_warps=warps,
+                 **({"launch_pdl": True} if pdl else {}))
+    variant = config[3] if len(config) > 3 else ""
+    stages = config[4] if len(config) > 4 else None
     even = n % block_n == 0 and k % block_k == 0
-    grid = (triton.cdiv(n, block_n),)
-    _gemv_kernel[grid](
-        x, weight, x if scales is None else scales, x if bias is None else bias,
-        x if residual is None else residual, x if norm_weight is None else norm_weight, y, n, k,
-        rms_eps or 0.0,
-        HAS_SCALE=scales is not None, HAS_BIAS=bias is not None, HAS_RESIDUAL=residual is not None,
-        NORM=rms_eps is not None, HAS_G=norm_weight is not None, GATED=gated,
-        INT8_BITS=int8_bits and weight.dtype == torch.int8,
-        EVEN=even, BLOCK_N=block_n, BLOCK_K=block_k, PDL=pdl, num_warps=warps,
-        **({"launch_pdl": True} if pdl else {}),
-    )
+    _gemv_kernel[(triton.cdiv(n, block_n),)](*args, EVEN=even, BLOCK_N=block_n, BLOCK_K=block_k,
+                                            REDUCE="reduce" in variant, PREFETCH="prefetch" in variant,
+                                            INT8_ASM="asm" in variant and NVIDIA_PTX,
+                                            **({"num_stages": stages} if stages else {}), **flags)
     return y
 
 

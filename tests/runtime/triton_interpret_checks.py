@@ -107,6 +107,8 @@ def check_attention_step() -> None:
     cases = [  # heads, kv heads, head size, cache positions, query position, window, rotary dims
         (4, 2, 64, 256, 100, None, 64), (4, 4, 80, 128, 70, None, 32), (6, 3, 96, 300, 250, 64, 96),
         (4, 1, 64, 512, 511, None, 64), (4, 4, 64, 128, 0, None, 64),
+        # Long enough that each split walks several blocks; a window that starts mid-block.
+        (4, 2, 64, 2048, 1500, None, 64), (2, 2, 96, 1024, 900, 300, 96),
     ]
     for h, kvh, d, s_max, pos, window, rope_dim in cases:
         qkv = torch.randn(1, (h + 2 * kvh) * d, generator=g)
