@@ -46,6 +46,11 @@ def test_gemv_was_checked_on_shapes_that_do_not_divide_the_blocks(results):
     assert any(row["k"] % 64 for row in _rows(results, "gemv"))
 
 
+def test_gemv_options_were_each_checked(results):
+    variants = {row.get("variant") for row in _rows(results, "gemv")}
+    assert {"reduce", "prefetch", "reduce+prefetch", "asm+reduce"} <= variants
+
+
 def test_fused_gemv_steps_match_pytorch(results):
     rows = _rows(results, "fused_gemv")
     for row in rows:
