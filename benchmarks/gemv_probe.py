@@ -139,21 +139,17 @@ def layer_chain(model: str, layers: int, int8: bool):
     return step, nbytes
 
 
-# Candidates of --chain-sweep, as `gemv` configs: (BLOCK_N, BLOCK_K, warps[, variant[, stages]]),
-# variant naming the kernel's options ("asm": int8 widened by byte permutes, int8 only;
-# "prefetch": the next block's load before this block's arithmetic; "reduce": a row sum each step).
+# Candidates of --chain-sweep, as `gemv` configs: (BLOCK_N, BLOCK_K, warps[, variant]), the
+# variant naming the kernel's options ("asm": int8 widened by byte permutes, int8 only; "reduce":
+# a row sum each step). The committed sweeps also tried options since dropped from the kernel:
+# a prefetch of the next block, Triton's num_stages, a tensor-core and a whole-row kernel.
 CHAIN_KLOOP = [(1, 1024, 4), (2, 1024, 4), (4, 1024, 4), (8, 1024, 8), (8, 512, 4), (2, 2048, 4),
                (4, 2048, 8), (1, 2048, 8), (2, 2048, 8)]
-CHAIN_VARIANTS = [
-    (8, 1024, 4, "reduce"), (16, 512, 4, "reduce"), (4, 1024, 4, "prefetch"), (8, 512, 4, "prefetch"),
-    (8, 1024, 8, "prefetch"), (4, 2048, 8, "prefetch"), (16, 512, 4, "reduce+prefetch"),
-    (8, 512, 4, "", 1), (4, 1024, 4, "", 1), (4, 1024, 4, "", 4),
-]
+CHAIN_VARIANTS = [(8, 1024, 4, "reduce"), (16, 512, 4, "reduce"), (4, 1024, 4, "reduce"), (32, 512, 8, "reduce")]
 CHAIN_INT8 = [
     (8, 512, 4, "asm"), (4, 1024, 4, "asm"), (4, 2048, 8, "asm"), (8, 1024, 8, "asm"), (2, 1024, 4, "asm"),
-    (2, 2048, 4, "asm"), (16, 512, 8, "asm"), (8, 512, 4, "asm+prefetch"), (4, 1024, 4, "asm+prefetch"),
-    (8, 1024, 8, "asm+prefetch"), (8, 512, 4, "asm+reduce"), (16, 512, 4, "asm+reduce"),
-    (16, 1024, 8, "asm+reduce+prefetch"), (8, 512, 4, "asm", 1), (4, 1024, 4, "asm", 1),
+    (2, 2048, 4, "asm"), (16, 512, 8, "asm"), (8, 512, 4, "asm+reduce"), (16, 512, 4, "asm+reduce"),
+    (8, 1024, 4, "asm+reduce"),
 ]
 
 

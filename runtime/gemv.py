@@ -109,7 +109,7 @@ if triton is not None:
         HAS_SCALE: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_RESIDUAL: tl.constexpr,
         NORM: tl.constexpr, HAS_G: tl.constexpr, GATED: tl.constexpr, INT8_BITS: tl.constexpr,
         EVEN: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, PDL: tl.constexpr,
-        REDUCE: tl.constexpr = False, PREFETCH: tl.constexpr = False, INT8_ASM: tl.constexpr = False,
+        REDUCE: tl.constexpr = False, INT8_ASM: tl.constexpr = False,
     ):
         # One program computes BLOCK_N outputs: y[rows] = (w[rows, :] @ x) (* s[rows]), with the
         # optional prologues and epilogues that save decode a kernel each (see `gemv`).
@@ -130,25 +130,14 @@ if triton is not None:
             # previous kernel may have written (x, residual) is read only after this wait.
             tl.extra.cuda.gdc_wait()
             tl.extra.cuda.gdc_launch_dependents()
-        if PREFETCH:  # the next block's load goes out before this block's arithmetic
-            for k0 in range(BLOCK_K, K, BLOCK_K):
-                cols_next = k0 + tl.arange(0, BLOCK_K)
-                w_next = _load_w(w_rows, cols_next, row_ok, cols_next < K, EVEN)
-                acc, sq = _accumulate(acc, sq, w, x_ptr, g_ptr, cols, cols < K, K, EVEN, NORM, HAS_G, GATED,
-                                      INT8_BITS, REDUCE, INT8_ASM)
-                w = w_next
-                cols = cols_next
-            acc, sq = _accumulate(acc, sq, w, x_ptr, g_ptr, cols, cols < K, K, EVEN, NORM, HAS_G, GATED,
+        acc, sq = _accumulate(acc, sq, w, x_ptr, g_ptr, cols, cols < K, K, EVEN, NORM, HAS_G, GATED,
+                              INT8_BITS, REDUCE, INT8_ASM)
+        for k0 in range(BLOCK_K, K, BLOCK_K):
+            cols = k0 + tl.arange(0, BLOCK_K)
+            col_ok = cols < K
+            w = _load_w(w_rows, cols, row_ok, col_ok, EVEN)
+            acc, sq = _accumulate(acc, sq, w, x_ptr, g_ptr, cols, col_ok, K, EVEN, NORM, HAS_G, GATED,
                                   INT8_BITS, REDUCE, INT8_ASM)
-        else:
-            acc, sq = _accumulate(acc, sq, w, x_ptr, g_ptr, cols, cols < K, K, EVEN, NORM, HAS_G, GATED,
-                                  INT8_BITS, REDUCE, INT8_ASM)
-            for k0 in range(BLOCK_K, K, BLOCK_K):
-                cols = k0 + tl.arange(0, BLOCK_K)
-                col_ok = cols < K
-                w = _load_w(w_rows, cols, row_ok, col_ok, EVEN)
-                acc, sq = _accumulate(acc, sq, w, x_ptr, g_ptr, cols, col_ok, K, EVEN, NORM, HAS_G, GATED,
-                                      INT8_BITS, REDUCE, INT8_ASM)
         if REDUCE:
             y = acc
         else:
@@ -170,8 +159,7 @@ def _config(n: int, k: int, itemsize: int, norm: bool = False, gated: bool = Fal
     Llama-2-7B and Llama-3-8B, int8 and bf16, dependent launch on), where the layer's whole
     chain is timed, so a kernel's effect on its neighbours counts. The variant names the
     kernel's options: "asm" widens int8 by byte permutes, "reduce" sums each row block as it
-    goes (fewer registers, so more programs a multiprocessor), "prefetch" issues the next
-    block's load before this block's arithmetic. Rules of thumb behind the numbers:
+    goes (fewer registers, so more programs a multiprocessor). Rules of thumb behind the numbers:
     - int8 is bound by instructions and loads in flight, not bytes: widening four weights in
       five instructions instead of eight and a running row sum took Phi-3-mini's int8 chain
       from 1.90 to 2.42 TB/s;
@@ -228,7 +216,7 @@ def gemv(x: torch.Tensor, weight: torch.Tensor, scales: torch.Tensor | None = No
          int8_bits: bool = True, pdl: bool | None = None) -> torch.Tensor:
     """y = weight @ x (* scales) (+ bias) (+ residual): x [K] float, weight [N, K] contiguous
     (x's dtype, or int8 with `scales` [N]) -> y [N] in x's dtype. `config` overrides the block
-    sizes, (BLOCK_N, BLOCK_K, num_warps[, variant[, num_stages]]) (for the probe; see `_config`).
+    sizes, (BLOCK_N, BLOCK_K, num_warps[, variant]) (for the probe; see `_config`).
 
     Fused steps of a decoder layer, each one kernel launch fewer per layer at batch 1:
     - `rms_eps`: x is first RMS-normalised (a pre-norm before q/k/v or the MLP) and scaled by
@@ -279,12 +267,10 @@ def _launch(x, weight, scales, config, bias, residual, rms_eps, norm_weight, gat
                  INT8_BITS=int8_bits and weight.dtype == torch.int8, PDL=pdl, num_warps=warps,
                  **({"launch_pdl": True} if pdl else {}))
     variant = config[3] if len(config) > 3 else ""
-    stages = config[4] if len(config) > 4 else None
     even = n % block_n == 0 and k % block_k == 0
     _gemv_kernel[(triton.cdiv(n, block_n),)](*args, EVEN=even, BLOCK_N=block_n, BLOCK_K=block_k,
-                                            REDUCE="reduce" in variant, PREFETCH="prefetch" in variant,
-                                            INT8_ASM="asm" in variant and NVIDIA_PTX,
-                                            **({"num_stages": stages} if stages else {}), **flags)
+                                            REDUCE="reduce" in variant, INT8_ASM="asm" in variant and NVIDIA_PTX,
+                                            **flags)
     return y
 
 
