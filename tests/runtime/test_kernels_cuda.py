@@ -100,4 +100,6 @@ def test_attention_step_matches_sdpa_on_the_gpu(shape):
                              heads, window, counts)
         assert not counts.any(), pos
         assert float((out.float() - ref).abs().max()) < 2e-2, pos
-        assert float((k_cache[:, :, pos].float() - k_ref[:, :, pos]).abs().max()) < 2e-2, pos
+        # The new key is written in bf16: within a rounding step of its size.
+        torch.testing.assert_close(k_cache[:, :, pos].float(), k_ref[:, :, pos], rtol=2 ** -7, atol=1e-2)
+        torch.testing.assert_close(v_cache[:, :, pos].float(), v_ref[:, :, pos], rtol=2 ** -7, atol=1e-2)
