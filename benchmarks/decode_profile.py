@@ -166,29 +166,8 @@ def legacy_config(n, k, itemsize, norm=False, gated=False):
     return block_n, min(block_k, 1 << (k - 1).bit_length()), warps
 
 
-def silu_kernel_decode_block(block, x, cos, sin, input_pos):
-    """`fused_decode.decode_block` as it was before the chain sweep: int8's SwiGLU in its own
-    kernel in front of the down projection."""
-    import runtime.fused_decode as fused
-
-    attn, ff = block.attention, block.feed_forward
-    h = x.reshape(-1)
-    qkv = fused._linear(attn.wqkv, h, rms_eps=block.attention_norm.eps, norm_weight=block.attention_norm.weight)
-    cache = attn.kv_cache
-    a = torch.ops.quill.attention_step(qkv[None], cache.k_cache, cache.v_cache, cos, sin, input_pos,
-                                       attn.step_counts, attn.n_head, attn.window or 0)
-    h = fused._linear(attn.wo, a.reshape(-1), residual=h)
-    gate_up = fused._linear(ff.w13, h, rms_eps=block.ffn_norm.eps, norm_weight=block.ffn_norm.weight)
-    if ff.w2.weight.dtype == torch.int8:
-        gate, up = gate_up.split(ff.hidden)
-        h = fused._linear(ff.w2, torch.nn.functional.silu(gate) * up, residual=h)
-    else:
-        h = fused._linear(ff.w2, gate_up, gated=True, residual=h)
-    return h.view_as(x)
-
-
-NEW_CONFIG = None  # gemv._config as shipped, kept before any patch
-NEW_DECODE_BLOCK = None
+NEW_CONFIG = None  # gemv._config and fused_decode.swiglu_in_front as shipped, kept before any patch
+NEW_SWIGLU = None
 
 
 def use_configs(model, spec: dict) -> None:
@@ -198,9 +177,9 @@ def use_configs(model, spec: dict) -> None:
     import runtime.fused_decode as fused
     import runtime.gemv as gemv_module
 
-    global NEW_CONFIG, NEW_DECODE_BLOCK
+    global NEW_CONFIG, NEW_SWIGLU
     if NEW_CONFIG is None:
-        NEW_CONFIG, NEW_DECODE_BLOCK = gemv_module._config, fused.decode_block
+        NEW_CONFIG, NEW_SWIGLU = gemv_module._config, fused.swiglu_in_front
     base = legacy_config if spec.get("legacy") else NEW_CONFIG
     layer = model.layers[0]
     shapes = {"qkv": layer.attention.wqkv.weight.shape, "o": layer.attention.wo.weight.shape,
@@ -216,8 +195,10 @@ def use_configs(model, spec: dict) -> None:
         return base(n, k, itemsize, norm=norm, gated=gated)
 
     gemv_module._config = config
-    silu = spec.get("silu_kernel", bool(spec.get("legacy")))
-    fused.decode_block = silu_kernel_decode_block if silu else NEW_DECODE_BLOCK
+    if spec.get("silu_kernel", bool(spec.get("legacy"))):  # int8's SwiGLU in its own kernel
+        fused.swiglu_in_front = lambda weight: weight.dtype != torch.int8
+    else:
+        fused.swiglu_in_front = NEW_SWIGLU
 
 
 def run_variants(model, variants: list[dict], kernel_opts: dict) -> list[dict]:
