@@ -103,8 +103,8 @@ def layer_chain(model: str, layers: int, int8: bool):
     each fed by the one before, on distinct weights (so nothing is served from L2). Returns
     (call, weight bytes a call); the call takes pdl and optional `configs`, which map "qkv",
     "o", "w13", "w2" to `gemv` block configs (default: its own choice) and "gated" to whether
-    the down projection takes SwiGLU in front (default: yes, as the runtime does)."""
-    from runtime.gemv import gemv
+    the down projection takes SwiGLU in front (default: as the runtime does, `swiglu_in_front`)."""
+    from runtime.gemv import gemv, swiglu_in_front
 
     dim, q_size, qkv_rows, hidden = LAYERS[model]
     shapes = [(qkv_rows, dim), (dim, q_size), (2 * hidden, dim), (dim, hidden)]
@@ -122,7 +122,7 @@ def layer_chain(model: str, layers: int, int8: bool):
     def step(pdl: bool, configs: dict | None = None):
         configs = configs or {}
         cq, co, c13, c2 = (configs.get(key) for key in ("qkv", "o", "w13", "w2"))
-        gated = configs.get("gated", True)
+        gated = configs.get("gated", swiglu_in_front(stack[0][3][0]))
         h = h0
         for (wqkv, sqkv), (wo, so), (w13, s13), (w2, s2) in stack:
             qkv = gemv(h, wqkv, sqkv, cq, rms_eps=1e-5, norm_weight=norm, pdl=pdl)
@@ -157,7 +157,10 @@ def chain_sweep(models: str, layers: int, reps: int) -> list[dict]:
     """Per model and weight type: the layer chain (with dependent launch) at the runtime's
     configs, then coordinate descent over each GEMV's config (and int8's SwiGLU placement),
     keeping a change only when the whole chain gets faster. The same weights throughout."""
-    from runtime.gemv import _config
+    from runtime.gemv import _config, swiglu_in_front
+
+    def jsonable(cfgs: dict) -> dict:
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in cfgs.items()}
 
     rows = []
     for model in models.split(","):
@@ -167,13 +170,14 @@ def chain_sweep(models: str, layers: int, reps: int) -> list[dict]:
         for int8 in (True, False):
             torch.manual_seed(0)
             configs: dict = {key: _config(n, k, 1 if int8 else 2, **role) for key, (n, k, role) in shapes.items()}
-            configs["gated"] = True
+            w2 = torch.empty(dim, hidden, dtype=torch.int8 if int8 else torch.bfloat16, device="meta")
+            configs["gated"] = swiglu_in_front(w2)  # the runtime's placement, as a baseline
             step, nbytes = layer_chain(model, layers, int8)
             reference = step(True, configs).float()
             tried = []
 
             def measure(cfgs: dict) -> float:
-                entry: dict = {"configs": {k: list(v) if isinstance(v, tuple) else v for k, v in cfgs.items()}}
+                entry: dict = {"configs": jsonable(cfgs)}
                 tried.append(entry)
                 try:
                     run = functools.partial(step, True, cfgs)
@@ -203,8 +207,7 @@ def chain_sweep(models: str, layers: int, reps: int) -> list[dict]:
                             best, configs = sec, trial
                     print(json.dumps({"model": model, "int8": int8, "after": key, "us": best * 1e6,
                                       "configs": configs}), flush=True)
-                row["best"] = {"configs": {k: list(v) if isinstance(v, tuple) else v for k, v in configs.items()},
-                               "us": best * 1e6, "GBps": nbytes / best / 1e9}
+                row["best"] = {"configs": jsonable(configs), "us": best * 1e6, "GBps": nbytes / best / 1e9}
             except Exception as exc:  # noqa: BLE001 - record and go on
                 row["error"] = repr(exc)[:500]
             row["tried"] = tried
