@@ -166,20 +166,27 @@ def legacy_config(n, k, itemsize, norm=False, gated=False):
     return block_n, min(block_k, 1 << (k - 1).bit_length()), warps
 
 
-NEW_CONFIG = None  # gemv._config and fused_decode.swiglu_in_front as shipped, kept before any patch
-NEW_SWIGLU = None
+NEW_CONFIG = None  # gemv._config, fused_decode.swiglu_in_front and decode_attention._step_config as
+NEW_SWIGLU = None  # shipped, kept before any patch
+NEW_ATTENTION = None
 
 
 def use_configs(model, spec: dict) -> None:
     """Patch the GEMV configs for the next compile: spec "legacy" (bool) picks the base rules,
     "silu_kernel" (bool) int8's SwiGLU placement, and "qkv", "o", "w13", "w2", "head" override
-    one role's config (a list, as `gemv` takes it)."""
+    one role's config (a list, as `gemv` takes it); "attention" the attention step's config (a
+    list, as `decode_attention._step_config` returns it)."""
+    import runtime.decode_attention as attention
     import runtime.fused_decode as fused
     import runtime.gemv as gemv_module
 
-    global NEW_CONFIG, NEW_SWIGLU
+    global NEW_CONFIG, NEW_SWIGLU, NEW_ATTENTION
     if NEW_CONFIG is None:
-        NEW_CONFIG, NEW_SWIGLU = gemv_module._config, fused.swiglu_in_front
+        NEW_CONFIG, NEW_SWIGLU, NEW_ATTENTION = gemv_module._config, fused.swiglu_in_front, attention._step_config
+    if "attention" in spec:
+        attention._step_config = lambda *_: tuple(spec["attention"])
+    else:
+        attention._step_config = NEW_ATTENTION
     base = legacy_config if spec.get("legacy") else NEW_CONFIG
     layer = model.layers[0]
     shapes = {"qkv": layer.attention.wqkv.weight.shape, "o": layer.attention.wo.weight.shape,
@@ -209,7 +216,8 @@ def run_variants(model, variants: list[dict], kernel_opts: dict) -> list[dict]:
         torch._dynamo.reset()
         compiled = compile_model(model, compile_prefill=False, **kernel_opts)
         warmup(compiled, max_prompt=16, log_fn=lambda m: None)
-        row = {"variant": spec, **time_generate(compiled)}
+        row = {"variant": spec, **time_generate(compiled),
+               "decode_tok_s_at_1600": time_decode(compiled, 1600, 200) if model.max_seq_length > 1800 else None}
         print(json.dumps(row), flush=True)
         rows.append(row)
     return rows

@@ -49,12 +49,36 @@ if triton is not None:
         tl.store(y_row + offs_d, y.to(y_row.dtype.element_ty), mask=d_ok)
 
     @triton.jit
+    def _merge_own(m_ptr, l_ptr, o_ptr, y_row, base, c_first, c_last, offs_d, d_ok,
+                   N_CHUNKS: tl.constexpr, MERGE_BLOCK: tl.constexpr, D_PAD: tl.constexpr):
+        """`_merge` of a head's chunks c_first..c_last from their partial results at `base`, read
+        MERGE_BLOCK chunks at a time: the [chunks, D_PAD] tile of partial outputs is what sets
+        the kernel's registers, and the fewer registers, the more programs an SM holds."""
+        # .cg: read from L2, where the other programs' stores went, not from L1.
+        offs_c = tl.arange(0, N_CHUNKS)
+        mine = (offs_c >= c_first) & (offs_c <= c_last)
+        m_all = tl.load(m_ptr + base + offs_c, mask=mine, other=float("-inf"), cache_modifier=".cg")
+        top = tl.max(m_all, axis=0)  # finite: every chunk of the head holds a key
+        l_all = tl.load(l_ptr + base + offs_c, mask=mine, other=0.0, cache_modifier=".cg")
+        total = tl.sum(l_all * tl.exp(m_all - top), axis=0)  # exp(-inf) = 0 outside the head's chunks
+        acc = tl.zeros((D_PAD,), dtype=tl.float32)
+        for g in range(c_first // MERGE_BLOCK, c_last // MERGE_BLOCK + 1):
+            offs_g = g * MERGE_BLOCK + tl.arange(0, MERGE_BLOCK)
+            in_g = (offs_g >= c_first) & (offs_g <= c_last)
+            m_g = tl.load(m_ptr + base + offs_g, mask=in_g, other=float("-inf"), cache_modifier=".cg")
+            o_g = tl.load(o_ptr + (base + offs_g)[:, None] * D_PAD + offs_d[None, :], mask=in_g[:, None],
+                          other=0.0, cache_modifier=".cg")
+            acc += tl.sum(o_g * tl.exp(m_g - top)[:, None], axis=0)
+        tl.store(y_row + offs_d, (acc / total).to(y_row.dtype.element_ty), mask=d_ok)
+
+    @triton.jit
     def _chunk_kernel(
         q_ptr, k_ptr, v_ptr, pos_ptr, m_ptr, l_ptr, o_ptr, cos_ptr, sin_ptr, y_ptr, count_ptr,
         stride_kb, stride_kh, stride_ks, stride_qb,
         H: tl.constexpr, GROUP: tl.constexpr, WINDOW: tl.constexpr, SCALE: tl.constexpr,
         N_CHUNKS: tl.constexpr, CHUNK: tl.constexpr, D: tl.constexpr, D_PAD: tl.constexpr,
-        FUSED: tl.constexpr, ROPE_DIM: tl.constexpr, PDL: tl.constexpr,
+        FUSED: tl.constexpr, ROPE_DIM: tl.constexpr, PDL: tl.constexpr, MERGE_BLOCK: tl.constexpr,
+        EARLY_EXIT: tl.constexpr, LATE_CVT: tl.constexpr,
     ):
         # FUSED: q_ptr is the q/k/v projection before rotary, cos/sin the whole rotary tables
         # [S_max, ROPE_DIM]; this step takes their row `pos`, rotates q and the new key, writes
@@ -63,21 +87,31 @@ if triton is not None:
         # count_ptr, which it resets) combines them, and a head whose keys fit one chunk needs
         # no partial results at all. Otherwise q is rotated, the cache already holds position
         # `pos`, every chunk writes a partial result (empty when it holds no key) and
-        # `_merge_kernel` combines them.
-        if PDL:  # launched early (see gemv.dependent_launch): wait for the q/k/v projection
+        # `_merge_kernel` combines them. With FUSED the grid's chunks count from the first chunk
+        # in the window, so a sliding window needs no programs for the chunks before it.
+        # EARLY_EXIT: the grid's chunks run from last to first, so the programs past the position
+        # are scheduled first, and they read the position before waiting for the projection (it
+        # was written before the step's first kernel): they end while the projection still
+        # runs, and only programs with keys to read wait. LATE_CVT: keys and values stay in the
+        # cache's dtype in registers until they are used, the new ones rounded to it.
+        if PDL and not EARLY_EXIT:  # launched early (see gemv.dependent_launch): wait for q/k/v
             tl.extra.cuda.gdc_wait()
             tl.extra.cuda.gdc_launch_dependents()
         bh = tl.program_id(0)  # b * H + h
-        c = tl.program_id(1)
         b = bh // H
         h = bh % H
         pos = tl.load(pos_ptr)  # the query's position: keys 0..pos are filled
-        lo = c * CHUNK
         first = 0
         if WINDOW > 0:
             first = tl.maximum(pos - WINDOW + 1, 0)
         c_first = first // CHUNK  # the chunks holding keys first..pos
         c_last = pos // CHUNK
+        c = tl.program_id(1)
+        if EARLY_EXIT:
+            c = tl.num_programs(1) - 1 - c
+        if FUSED:
+            c += c_first
+        lo = c * CHUNK
         slot = bh * N_CHUNKS + c
         offs_d = tl.arange(0, D_PAD)  # head sizes like 80 or 96 are padded to a power of two
         d_ok = offs_d < D
@@ -87,6 +121,9 @@ if triton is not None:
                 tl.store(l_ptr + slot, 0.0)
                 tl.store(o_ptr + slot * D_PAD + offs_d, tl.zeros((D_PAD,), dtype=tl.float32))
         else:
+            if PDL and EARLY_EXIT:
+                tl.extra.cuda.gdc_wait()
+                tl.extra.cuda.gdc_launch_dependents()
             kv = b * stride_kb + (h // GROUP) * stride_kh
             s_idx = lo + tl.arange(0, CHUNK)  # [CHUNK]
             offs = kv + s_idx[:, None] * stride_ks + offs_d[None, :]
@@ -100,11 +137,13 @@ if triton is not None:
                 k_new = _rotate(row + kv_col, offs_d, d_ok, cos, sin, ROPE_DIM)
                 v_new = tl.load(row + kv_col + (H // GROUP) * D + offs_d, mask=d_ok, other=0.0).to(tl.float32)
                 ok = (s_idx < pos) & (s_idx >= first)  # the cache's part; `pos` comes from registers
-                k = tl.load(k_ptr + offs, mask=ok[:, None] & d_ok[None, :], other=0.0).to(tl.float32)
-                v = tl.load(v_ptr + offs, mask=ok[:, None] & d_ok[None, :], other=0.0).to(tl.float32)
+                k = tl.load(k_ptr + offs, mask=ok[:, None] & d_ok[None, :], other=0.0)
+                v = tl.load(v_ptr + offs, mask=ok[:, None] & d_ok[None, :], other=0.0)
+                if not LATE_CVT:
+                    k, v = k.to(tl.float32), v.to(tl.float32)
                 here = (s_idx == pos)[:, None]
-                k = tl.where(here, k_new[None, :], k)
-                v = tl.where(here, v_new[None, :], v)
+                k = tl.where(here, k_new[None, :].to(k.dtype), k)
+                v = tl.where(here, v_new[None, :].to(v.dtype), v)
                 ok = ok | (s_idx == pos)
                 if (h % GROUP == 0) & (c == c_last):
                     # One program per kv head writes the new entry; no program reads it this step.
@@ -116,12 +155,12 @@ if triton is not None:
                 ok = (s_idx <= pos) & (s_idx >= first)
                 k = tl.load(k_ptr + offs, mask=ok[:, None] & d_ok[None, :], other=0.0).to(tl.float32)
                 v = tl.load(v_ptr + offs, mask=ok[:, None] & d_ok[None, :], other=0.0).to(tl.float32)
-            scores = tl.sum(k * q[None, :], axis=1)
+            scores = tl.sum(k.to(tl.float32) * q[None, :], axis=1)
             scores = tl.where(ok, scores, float("-inf"))
             m = tl.max(scores, axis=0)
             p = tl.exp(scores - m)
             l = tl.sum(p, axis=0)
-            o = tl.sum(p[:, None] * v, axis=0)
+            o = tl.sum(p[:, None] * v.to(tl.float32), axis=0)
             if FUSED and c_first == c_last:
                 tl.store(y_ptr + bh * D + offs_d, (o / l).to(y_ptr.dtype.element_ty), mask=d_ok)
             else:
@@ -134,15 +173,8 @@ if triton is not None:
                     done = tl.atomic_add(count_ptr + bh, 1, sem="acq_rel", scope="gpu")
                     if done == c_last - c_first:  # the others have all published theirs
                         tl.store(count_ptr + bh, 0)  # ready for the next step
-                        offs_c = tl.arange(0, N_CHUNKS)
-                        mine = (offs_c >= c_first) & (offs_c <= c_last)
-                        parts = bh * N_CHUNKS + offs_c
-                        # .cg: read from L2, where the other programs' stores went, not from L1.
-                        m_all = tl.load(m_ptr + parts, mask=mine, other=float("-inf"), cache_modifier=".cg")
-                        l_all = tl.load(l_ptr + parts, mask=mine, other=0.0, cache_modifier=".cg")
-                        o_all = tl.load(o_ptr + parts[:, None] * D_PAD + offs_d[None, :], mask=mine[:, None],
-                                        other=0.0, cache_modifier=".cg")
-                        _merge(m_all, l_all, o_all, y_ptr + bh * D, offs_d, d_ok)
+                        _merge_own(m_ptr, l_ptr, o_ptr, y_ptr + bh * D, bh * N_CHUNKS, c_first, c_last,
+                                   offs_d, d_ok, N_CHUNKS, MERGE_BLOCK, D_PAD)
 
     @triton.jit
     def _merge_kernel(m_ptr, l_ptr, o_ptr, y_ptr, N_CHUNKS: tl.constexpr, D: tl.constexpr,
@@ -167,16 +199,24 @@ def _chunk(max_seq_length: int) -> int:
     return max(32, min(512, triton.next_power_of_2(max(1, max_seq_length // 64))))
 
 
+def _launch_config(max_seq_length: int, head_dim: int) -> tuple[int, int, int]:
+    """(positions a chunk program reads, its warps, chunks its merge reads at a time)."""
+    chunk = _chunk(max_seq_length)
+    return chunk, 4, triton.next_power_of_2(triton.cdiv(max_seq_length, chunk))
+
+
 def _attend(src: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, input_pos: torch.Tensor,
             window: int | None, n_head: int, d: int, cos: torch.Tensor | None = None,
-            sin: torch.Tensor | None = None, counts: torch.Tensor | None = None) -> torch.Tensor:
+            sin: torch.Tensor | None = None, counts: torch.Tensor | None = None,
+            config: tuple | None = None) -> torch.Tensor:
     """Launch the kernels. src [B, ...] holds q (or, with cos/sin, q/k/v before rotary) in each
     row; returns [B, n_head * d] in src's dtype. With cos/sin the chunk kernel merges its own
     results, counting finished chunks in `counts` (int32 [B * n_head], zero between calls)."""
     bsz = src.shape[0]
     n_kv, s_max = k_cache.shape[1], k_cache.shape[2]
-    chunk = _chunk(s_max)
+    chunk, warps, merge_block, early_exit, late_cvt = config or (*_launch_config(s_max, d), False, False)
     n_chunks_p2 = triton.next_power_of_2(triton.cdiv(s_max, chunk))
+    merge_block = min(merge_block, n_chunks_p2)
     rows = bsz * n_head
     m = torch.empty(rows, n_chunks_p2, device=src.device, dtype=torch.float32)
     l = torch.empty_like(m)
@@ -190,13 +230,20 @@ def _attend(src: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, inp
     # Dependent launch only from the custom op (attention_step): Inductor launches the kernels
     # it traces (decode_attention) itself, without the attribute.
     pdl = fused and dependent_launch(src.device)
+    early_exit = early_exit and pdl  # without dependent launch, programs past the position go last
     # Grid over n_chunks_p2: padded chunks lie past S_max, so past any position, and hold no key.
-    _chunk_kernel[(rows, n_chunks_p2)](
+    # The fused kernel counts chunks from the window's first: W keys span at most this many.
+    grid_chunks = n_chunks_p2
+    if fused and window:
+        grid_chunks = min(n_chunks_p2, triton.cdiv(window - 1, chunk) + 1)
+    _chunk_kernel[(rows, grid_chunks)](
         src, k_cache, v_cache, input_pos, m, l, o, cos if fused else src, sin if fused else src, y,
         counts if fused else m, k_cache.stride(0), k_cache.stride(1), k_cache.stride(2), src.stride(0),
         H=n_head, GROUP=n_head // n_kv, WINDOW=window or 0, SCALE=1.0 / math.sqrt(d),
         N_CHUNKS=n_chunks_p2, CHUNK=chunk, D=d, D_PAD=d_pad, FUSED=fused,
-        ROPE_DIM=cos.shape[-1] if fused else 0, PDL=pdl, num_warps=4, **({"launch_pdl": True} if pdl else {}),
+        ROPE_DIM=cos.shape[-1] if fused else 0, PDL=pdl, MERGE_BLOCK=merge_block, EARLY_EXIT=early_exit,
+        LATE_CVT=late_cvt, num_warps=warps,
+        **({"launch_pdl": True} if pdl else {}),
     )
     if not fused:
         _merge_kernel[(rows,)](m, l, o, y, N_CHUNKS=n_chunks_p2, D=d, D_PAD=d_pad, num_warps=4)
@@ -213,6 +260,21 @@ def decode_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tens
     return y.view(bsz, n_head, 1, d)
 
 
+def _step_config(max_seq_length: int, head_dim: int, window: int | None) -> tuple[int, int, int, bool, bool]:
+    """(chunk, warps, merge_block, EARLY_EXIT, LATE_CVT) of the fused step (`_chunk_kernel`).
+
+    Timed on an H100 (`benchmarks/attention_probe.py --gemv`, each step after its int8 q/k/v
+    projection, results in `benchmarks/results/attention-probe-*`): 32-position chunks on 2
+    warps took 1.3-5.3 us a layer up to 200 positions where 64 on 4 warps took 2.4-7.6 (Phi-3-
+    mini), and no longer at 1,600. The grid counts chunks over the window, so sizes follow its
+    span; a long cache keeps about 64 chunks, since every chunk is a program that must start
+    and read the position."""
+    span = min(max_seq_length, window or max_seq_length)
+    chunk = max(32, min(512, triton.next_power_of_2(max(1, span // 64))))
+    warps = 2 if chunk == 32 else 4
+    return chunk, warps, 8, True, True
+
+
 def attention_step(qkv: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, cos: torch.Tensor,
                    sin: torch.Tensor, input_pos: torch.Tensor, n_head: int, window: int | None,
                    counts: torch.Tensor) -> torch.Tensor:
@@ -223,7 +285,8 @@ def attention_step(qkv: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tens
     zeros, left zero (see `_attend`); returns [B, H * D], ready for the output projection. The
     rotary, rotary-table gather, cache-write and merge kernels of the unfused step are gone."""
     d = k_cache.shape[3]
-    return _attend(qkv, k_cache, v_cache, input_pos, window, n_head, d, cos, sin, counts)
+    config = _step_config(k_cache.shape[2], d, window)
+    return _attend(qkv, k_cache, v_cache, input_pos, window, n_head, d, cos, sin, counts, config)
 
 
 __all__ = ["attention_step", "available", "decode_attention", "supported"]
