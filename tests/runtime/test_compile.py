@@ -129,7 +129,14 @@ def test_cuda_graph_decode_matches_eager_and_does_not_recompile():
     model = tiny_model("cuda", torch.float32, max_seq_length=256)
     prompts = [PROMPT, PROMPT[:5], PROMPT * 4]
     refs = [greedy(model, p) for p in prompts]
-    compiled = compile_model(model, buckets=(16, 64))
+    longer = PROMPT * 4 + [9, 9, 31]
+    ref_longer = greedy(model, longer)
+    compiled = compile_model(model, buckets=(16, 64, 128))
     warmup(compiled, log_fn=lambda msg: None)
+    assert sorted(compiled._graphs) == [16, 64]  # the short buckets replay CUDA graphs
     with torch._dynamo.config.patch(error_on_recompile=True):
         assert [greedy(compiled, p) for p in prompts] == refs
+        # Prefix reuse: three new tokens through the 16-token graph, after the cache rows that
+        # the 64-token graph wrote.
+        greedy(compiled, PROMPT * 4)
+        assert greedy(compiled, longer, start_pos=len(PROMPT) * 4) == ref_longer
