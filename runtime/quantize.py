@@ -12,7 +12,8 @@ the model answers as in float32 from a quarter of the bytes (the CPU default whe
 Kernels: on CPU `aten._weight_int8pack_mm` / `_weight_int4pack_mm_for_cpu` (AVX-512 where the
 CPU has it); on CUDA, batch-1 int8 goes through the Triton GEMV of `gemv.py` (one read of
 each int8 weight; `linear(x, w.to(x.dtype)) * scales` was measured slower than bf16 there, since
-it writes a widened copy of the weight) and longer inputs use that dequantize-then-matmul path;
+it writes a widened copy of the weight), prompts of up to 64 tokens through the Triton matmul of
+`int8_matmul.py` (the same one read), and longer inputs use that dequantize-then-matmul path;
 int4 is `_weight_int4pack_mm`.
 Quantization happens on the device the weights already live on and never changes the
 activation dtype, so the rest of the model runs unchanged.
@@ -26,7 +27,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import grid_int4_cpu
+from . import grid_int4_cpu, int8_matmul
 from .errors import DeviceError
 from .gemv import available as gemv_available
 from .gemv import dependent_launch
@@ -86,11 +87,16 @@ class Int8Linear(nn.Module):
                 x.reshape(-1, shape[-1]), self.weight, self.scales.to(x.dtype)
             ).reshape(*shape[:-1], self.out_features)
         elif x.is_cuda:
-            # Prefill on CUDA: widen the weight, then a cuBLAS matmul, kept out of Inductor's
-            # reach (it fused the widening into a loop that took 29 s for 2,048 tokens of
-            # Llama-2-7B).
             shape = x.shape
-            y = torch.ops.quill.int8_widened_linear(x.reshape(-1, shape[-1]), self.weight, self.scales)
+            rows = x.reshape(-1, shape[-1])
+            if int8_matmul.supports(rows, self.weight):
+                # A short prefill: read each int8 weight once (see int8_matmul.py).
+                y = torch.ops.quill.int8_matmul(rows, self.weight, self.scales)
+            else:
+                # A long one: widen the weight, then a cuBLAS matmul, kept out of Inductor's
+                # reach (it fused the widening into a loop that took 29 s for 2,048 tokens of
+                # Llama-2-7B).
+                y = torch.ops.quill.int8_widened_linear(rows, self.weight, self.scales)
             y = y.reshape(*shape[:-1], self.out_features)
         else:
             y = F.linear(x, self.weight.to(x.dtype)) * self.scales.to(x.dtype)

@@ -66,6 +66,22 @@ def test_gemv_variants_match_float32_on_the_gpu(model, int8):
                 assert _relative_error(out, ref) < 8e-3, (model, n, k, config, name)
 
 
+@pytest.mark.parametrize("model", sorted(SHAPES))
+def test_int8_matmul_for_short_prompts_matches_float32_on_the_gpu(model):
+    from runtime.int8_matmul import MAX_ROWS  # registers quill::int8_matmul
+
+    torch.manual_seed(0)
+    dev = torch.device("cuda")
+    for n, k in SHAPES[model]:
+        w = torch.randint(-128, 128, (n, k), device=dev, dtype=torch.int8)
+        s = torch.rand(n, device=dev, dtype=torch.bfloat16) * 0.01 + 0.001
+        for m in (1, 5, 16, 40, MAX_ROWS):
+            x = torch.randn(m, k, device=dev, dtype=torch.bfloat16)
+            ref = (x.float() @ w.float().T) * s.float()
+            out = torch.ops.quill.int8_matmul(x, w, s)
+            assert _relative_error(out, ref) < 8e-3, (model, m, n, k)
+
+
 @pytest.mark.parametrize("shape", [(32, 32, 96, 4096, 2047), (32, 8, 128, 8192, None)],
                          ids=["phi-3-mini", "llama-3-8b"])
 def test_attention_step_matches_sdpa_on_the_gpu(shape):

@@ -1,5 +1,5 @@
-"""Quill's Triton decode kernels (`runtime/gemv.py`, `runtime/decode_attention.py`,
-`runtime/fused_decode.py`) are correct.
+"""Quill's Triton kernels (`runtime/gemv.py`, `runtime/decode_attention.py`,
+`runtime/fused_decode.py`, `runtime/int8_matmul.py`) are correct.
 
 They run on CUDA GPUs, which CI lacks; Triton's interpreter runs the same kernel code on CPU
 tensors. It must be switched on before the kernels are compiled, so the checks run in a fresh
@@ -90,6 +90,13 @@ def test_int8_model_decodes_the_same_through_the_fused_layers(results):
     assert row["fused_layers"] == row["layers"], row
     assert row["err"] <= row["tol"], row
     assert row["tokens_equal"], row
+
+
+def test_int8_matmul_for_short_prompts_matches_the_widened_weight(results):
+    rows = _rows(results, "int8_matmul")
+    assert {row["m"] for row in rows} >= {1, 16, 64}
+    for row in rows:
+        assert row["err"] < row["tol"], row
 
 
 def test_kernels_stay_off_without_cuda_or_the_interpreter():

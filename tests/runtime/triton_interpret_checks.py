@@ -17,7 +17,9 @@ hence a separate process: see test_triton_kernels.py). Prints one JSON object pe
              longer than the sliding windows, float32. Four families that between them have
              GQA, sliding windows, a tied head, biases, partial rotary and a parallel block
              (the interpreter runs each kernel program in Python: all eight would take minutes);
-  int8_model an int8 SmolLM2-shaped model through the fused layers against its unfused linears.
+  int8_model an int8 SmolLM2-shaped model through the fused layers against its unfused linears;
+  int8_matmul `runtime.int8_matmul` (short prompts against int8 weights) against widening the
+             weight, 1 to 64 rows, shapes that do and do not divide the blocks.
 """
 
 from __future__ import annotations
@@ -222,6 +224,20 @@ def check_int8_model() -> None:
     emit(kind="int8_model", fused_layers=layers, layers=len(fused.layers), err=err, tokens_equal=same, tol=1e-3)
 
 
+def check_int8_matmul() -> None:
+    from runtime.int8_matmul import int8_matmul
+
+    g = torch.Generator().manual_seed(7)
+    for m, n, k, config in [(1, 48, 64, None), (5, 40, 96, None), (16, 64, 256, (16, 16, 64, 4, 2)),
+                            (33, 20, 300, (64, 16, 128, 4, 3)), (64, 32, 512, None)]:
+        x = torch.randn(m, k, generator=g)
+        w = torch.randint(-128, 128, (n, k), generator=g, dtype=torch.int8)
+        s = torch.rand(n, generator=g) * 0.01
+        ref = (x @ w.float().T) * s
+        emit(kind="int8_matmul", m=m, n=n, k=k, err=float((int8_matmul(x, w, s, config) - ref).abs().max()),
+             tol=1e-5 * k ** 0.5)
+
+
 if __name__ == "__main__":
     if os.environ.get("TRITON_INTERPRET") != "1":
         sys.exit("run with TRITON_INTERPRET=1")
@@ -231,3 +247,4 @@ if __name__ == "__main__":
     check_attention_step()
     check_models()
     check_int8_model()
+    check_int8_matmul()
