@@ -40,20 +40,11 @@ if triton is not None:
         return x
 
     @triton.jit
-    def _merge(m, l, o, y_row, offs_d, d_ok):
-        """Combine partial softmaxes m, l [C] and outputs o [C, D_PAD]; chunks with m = -inf
-        hold nothing. Writes the normalised output row."""
-        top = tl.max(m, axis=0)
-        w = tl.where(m == float("-inf"), 0.0, tl.exp(m - top))
-        y = tl.sum(o * w[:, None], axis=0) / tl.sum(l * w, axis=0)
-        tl.store(y_row + offs_d, y.to(y_row.dtype.element_ty), mask=d_ok)
-
-    @triton.jit
-    def _merge_own(m_ptr, l_ptr, o_ptr, y_row, base, c_first, c_last, offs_d, d_ok,
+    def _merge(m_ptr, l_ptr, o_ptr, y_row, base, c_first, c_last, offs_d, d_ok,
                    N_CHUNKS: tl.constexpr, MERGE_BLOCK: tl.constexpr, D_PAD: tl.constexpr):
-        """`_merge` of a head's chunks c_first..c_last from their partial results at `base`, read
-        MERGE_BLOCK chunks at a time: the [chunks, D_PAD] tile of partial outputs is what sets
-        the kernel's registers, and the fewer registers, the more programs an SM holds."""
+        """Combine a head's partial softmaxes (m, l, o) of chunks c_first..c_last, stored at
+        `base`, and write the normalised output row. The partial outputs are read MERGE_BLOCK
+        chunks at a time: a [chunks, D_PAD] tile of them would set the kernel's registers."""
         # .cg: read from L2, where the other programs' stores went, not from L1.
         offs_c = tl.arange(0, N_CHUNKS)
         mine = (offs_c >= c_first) & (offs_c <= c_last)
@@ -173,19 +164,17 @@ if triton is not None:
                     done = tl.atomic_add(count_ptr + bh, 1, sem="acq_rel", scope="gpu")
                     if done == c_last - c_first:  # the others have all published theirs
                         tl.store(count_ptr + bh, 0)  # ready for the next step
-                        _merge_own(m_ptr, l_ptr, o_ptr, y_ptr + bh * D, bh * N_CHUNKS, c_first, c_last,
+                        _merge(m_ptr, l_ptr, o_ptr, y_ptr + bh * D, bh * N_CHUNKS, c_first, c_last,
                                    offs_d, d_ok, N_CHUNKS, MERGE_BLOCK, D_PAD)
 
     @triton.jit
     def _merge_kernel(m_ptr, l_ptr, o_ptr, y_ptr, N_CHUNKS: tl.constexpr, D: tl.constexpr,
                       D_PAD: tl.constexpr):
         bh = tl.program_id(0)
-        offs_c = tl.arange(0, N_CHUNKS)
         offs_d = tl.arange(0, D_PAD)
-        m = tl.load(m_ptr + bh * N_CHUNKS + offs_c)  # [N_CHUNKS]
-        l = tl.load(l_ptr + bh * N_CHUNKS + offs_c)
-        o = tl.load(o_ptr + (bh * N_CHUNKS + offs_c)[:, None] * D_PAD + offs_d[None, :])  # [N_CHUNKS, D_PAD]
-        _merge(m, l, o, y_ptr + bh * D, offs_d, offs_d < D)
+        # Chunks without keys hold m = -inf, l = 0, o = 0: they weigh nothing.
+        _merge(m_ptr, l_ptr, o_ptr, y_ptr + bh * D, bh * N_CHUNKS, 0, N_CHUNKS - 1, offs_d, offs_d < D,
+                   N_CHUNKS, N_CHUNKS, D_PAD)
 
 
 def supported(head_dim: int) -> bool:
@@ -193,10 +182,10 @@ def supported(head_dim: int) -> bool:
     return 1 <= head_dim <= 256
 
 
-def _chunk(max_seq_length: int) -> int:
-    # About 64 chunks a head: small chunks waste little at short lengths, and 64 partial
-    # results per head keep the merge cheap.
-    return max(32, min(512, triton.next_power_of_2(max(1, max_seq_length // 64))))
+def _chunk(span: int) -> int:
+    # About 64 chunks over `span` positions: small chunks waste little at short lengths, and
+    # 64 partial results per head keep the merge cheap.
+    return max(32, min(512, triton.next_power_of_2(max(1, span // 64))))
 
 
 def _launch_config(max_seq_length: int, head_dim: int) -> tuple[int, int, int]:
@@ -265,12 +254,11 @@ def _step_config(max_seq_length: int, head_dim: int, window: int | None) -> tupl
 
     Timed on an H100 (`benchmarks/attention_probe.py --gemv`, each step after its int8 q/k/v
     projection, results in `benchmarks/results/attention-probe-*`): 32-position chunks on 2
-    warps took 1.3-5.3 us a layer up to 200 positions where 64 on 4 warps took 2.4-7.6 (Phi-3-
-    mini), and no longer at 1,600. The grid counts chunks over the window, so sizes follow its
-    span; a long cache keeps about 64 chunks, since every chunk is a program that must start
-    and read the position."""
-    span = min(max_seq_length, window or max_seq_length)
-    chunk = max(32, min(512, triton.next_power_of_2(max(1, span // 64))))
+    warps with both options took 1.4-5.5 us a layer up to 200 positions where 64 on 4 warps
+    without them took 2.4-7.6 (Phi-3-mini), and as long at 1,600. The grid counts chunks over
+    the window, so sizes follow its span; a long cache keeps about 64 chunks, since every chunk
+    is a program that must start and read the position."""
+    chunk = _chunk(min(max_seq_length, window or max_seq_length))
     warps = 2 if chunk == 32 else 4
     return chunk, warps, 8, True, True
 

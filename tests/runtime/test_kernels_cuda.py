@@ -85,7 +85,7 @@ def test_int8_matmul_for_short_prompts_matches_float32_on_the_gpu(model):
 @pytest.mark.parametrize("shape", [(32, 32, 96, 4096, 2047), (32, 8, 128, 8192, None)],
                          ids=["phi-3-mini", "llama-3-8b"])
 def test_attention_step_matches_sdpa_on_the_gpu(shape):
-    from runtime.decode_attention import attention_step
+    from runtime.decode_attention import attention_step, decode_attention
     from runtime.rope import apply_rotary_emb
 
     heads, kv_heads, d, s_max, window = shape
@@ -112,6 +112,10 @@ def test_attention_step_matches_sdpa_on_the_gpu(shape):
         ref = F.scaled_dot_product_attention(
             q, k_ref.repeat_interleave(heads // kv_heads, 1), v_ref.repeat_interleave(heads // kv_heads, 1),
             attn_mask=mask[None, None, None, :]).reshape(1, heads * d)
+        # The unfused kernels (rotated q, the cache already written) first, on copies.
+        unfused = decode_attention(q.bfloat16(), k_ref.bfloat16(), v_ref.bfloat16(),
+                                   torch.tensor([pos], device=dev), window).reshape(1, heads * d)
+        assert float((unfused.float() - ref).abs().max()) < 2e-2, pos
         out = attention_step(qkv, k_cache, v_cache, cos_table, sin_table, torch.tensor([pos], device=dev),
                              heads, window, counts)
         assert not counts.any(), pos
