@@ -40,21 +40,35 @@ KV_STEP = 64  # off CUDA, attention reads the cache up to the next multiple of t
 GRAPHED_PREFILL_MAX = 64  # with CUDA graphs, prefill buckets up to this long replay one graph
 
 
+_triton_cache_set: str | None = None  # the TRITON_CACHE_DIR that configure_compile_cache chose
+
+
 def configure_compile_cache(cache_dir: str | os.PathLike) -> Path:
-    """Keep Inductor's FX-graph, AOTAutograd and Triton caches under `cache_dir/compile/...`.
+    """Keep Inductor's FX-graph, AOTAutograd and Triton caches, and Triton's cache of Quill's own
+    kernels, under `cache_dir/compile/...`, so they outlive a reboot that empties /tmp.
 
     The folder is per torch version (compiled artifacts do not survive an upgrade). An explicit
-    `TORCHINDUCTOR_CACHE_DIR` set by the user wins.
+    `TORCHINDUCTOR_CACHE_DIR` or `TRITON_CACHE_DIR` set by the user wins. Inductor writes its own
+    default (/tmp/torchinductor_<user>) into `TORCHINDUCTOR_CACHE_DIR` as soon as it asks for
+    its cache folder, importing its config included, so that value does not count as the
+    user's.
     """
     import torch._functorch.config as functorch_config
     import torch._inductor.config as inductor_config
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
 
     version = torch.__version__.replace("+", "-")
     path = Path(cache_dir) / "compile" / f"torch-{version}"
-    if "TORCHINDUCTOR_CACHE_DIR" in os.environ:
-        path = Path(os.environ["TORCHINDUCTOR_CACHE_DIR"])
+    chosen = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+    if chosen and os.path.abspath(chosen) != os.path.abspath(default_cache_dir()):
+        path = Path(chosen)
     path.mkdir(parents=True, exist_ok=True)
     os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(path)  # read by Inductor at each compile
+    # Triton keeps the kernels it compiles outside Inductor (runtime/gemv.py and the others) in
+    # ~/.triton unless told; Inductor's own Triton kernels follow this variable too.
+    global _triton_cache_set
+    if os.environ.get("TRITON_CACHE_DIR") in (None, _triton_cache_set):
+        _triton_cache_set = os.environ["TRITON_CACHE_DIR"] = str(path / "triton")
     inductor_config.fx_graph_cache = True
     if hasattr(functorch_config, "enable_autograd_cache"):
         functorch_config.enable_autograd_cache = True

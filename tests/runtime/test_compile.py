@@ -109,16 +109,32 @@ def test_compiled_bucketed_prefill_matches_eager():
         assert greedy(compiled, PROMPT + [9, 9, 31], start_pos=len(PROMPT)) == ref_longer
 
 
-def test_configure_compile_cache_points_inductor_at_the_folder(tmp_path, monkeypatch):
-    import torch._inductor.config as inductor_config
-
-    monkeypatch.delenv("TORCHINDUCTOR_CACHE_DIR", raising=False)
-    path = configure_compile_cache(tmp_path)
-    assert path.is_dir() and path.is_relative_to(tmp_path / "compile")
+def test_configure_compile_cache_points_inductor_and_triton_at_the_folder(tmp_path, monkeypatch):
     import os
 
+    import torch._inductor.config as inductor_config
+    from torch._inductor.runtime.cache_dir_utils import default_cache_dir
+
+    # Inductor puts its default there itself (importing its config does), which is not a choice.
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", default_cache_dir())
+    monkeypatch.delenv("TRITON_CACHE_DIR", raising=False)
+    path = configure_compile_cache(tmp_path)
+    assert path.is_dir() and path.is_relative_to(tmp_path / "compile")
     assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(path)
+    assert os.environ["TRITON_CACHE_DIR"] == str(path / "triton")
     assert inductor_config.fx_graph_cache
+    # Another folder later in the same process (another model's settings) moves both.
+    again = configure_compile_cache(tmp_path / "other")
+    assert os.environ["TRITON_CACHE_DIR"] == str(again / "triton")
+
+
+def test_configure_compile_cache_keeps_the_users_folders(tmp_path, monkeypatch):
+    import os
+
+    monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", str(tmp_path / "mine"))
+    monkeypatch.setenv("TRITON_CACHE_DIR", str(tmp_path / "my-triton"))
+    assert configure_compile_cache(tmp_path / "quill") == tmp_path / "mine"
+    assert os.environ["TRITON_CACHE_DIR"] == str(tmp_path / "my-triton")
 
 
 @pytest.mark.gpu
