@@ -117,7 +117,8 @@ def test_configure_compile_cache_points_inductor_and_triton_at_the_folder(tmp_pa
 
     # Inductor puts its default there itself (importing its config does), which is not a choice.
     monkeypatch.setenv("TORCHINDUCTOR_CACHE_DIR", default_cache_dir())
-    monkeypatch.delenv("TRITON_CACHE_DIR", raising=False)
+    monkeypatch.setenv("TRITON_CACHE_DIR", "")  # so that teardown restores whatever was there,
+    monkeypatch.delenv("TRITON_CACHE_DIR")  # the value set below included
     path = configure_compile_cache(tmp_path)
     assert path.is_dir() and path.is_relative_to(tmp_path / "compile")
     assert os.environ["TORCHINDUCTOR_CACHE_DIR"] == str(path)
