@@ -166,8 +166,9 @@ def default_grid(s_max: int, window: int | None) -> list:
     """The shipped config, with each option on and off, and chunk sizes around it."""
     import runtime.decode_attention as da
 
-    chunk, warps, merge, *_ = da._step_config(s_max, 0, window)
-    configs = [da._step_config(s_max, 0, window)]
+    shipped = da._step_config(s_max, 0, window)
+    chunk, warps, merge, *_ = shipped
+    configs = [shipped]
     for early in (False, True):
         for late in (False, True):
             configs.append((chunk, warps, merge, early, late))

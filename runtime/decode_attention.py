@@ -188,12 +188,6 @@ def _chunk(span: int) -> int:
     return max(32, min(512, triton.next_power_of_2(max(1, span // 64))))
 
 
-def _launch_config(max_seq_length: int, head_dim: int) -> tuple[int, int, int]:
-    """(positions a chunk program reads, its warps, chunks its merge reads at a time)."""
-    chunk = _chunk(max_seq_length)
-    return chunk, 4, triton.next_power_of_2(triton.cdiv(max_seq_length, chunk))
-
-
 def _attend(src: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, input_pos: torch.Tensor,
             window: int | None, n_head: int, d: int, cos: torch.Tensor | None = None,
             sin: torch.Tensor | None = None, counts: torch.Tensor | None = None,
@@ -203,7 +197,8 @@ def _attend(src: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tensor, inp
     results, counting finished chunks in `counts` (int32 [B * n_head], zero between calls)."""
     bsz = src.shape[0]
     n_kv, s_max = k_cache.shape[1], k_cache.shape[2]
-    chunk, warps, merge_block, early_exit, late_cvt = config or (*_launch_config(s_max, d), False, False)
+    # Unfused (no config): chunks over the whole cache, merged by `_merge_kernel`.
+    chunk, warps, merge_block, early_exit, late_cvt = config or (_chunk(s_max), 4, 8, False, False)
     n_chunks_p2 = triton.next_power_of_2(triton.cdiv(s_max, chunk))
     merge_block = min(merge_block, n_chunks_p2)
     rows = bsz * n_head
@@ -250,7 +245,8 @@ def decode_attention(q: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tens
 
 
 def _step_config(max_seq_length: int, head_dim: int, window: int | None) -> tuple[int, int, int, bool, bool]:
-    """(chunk, warps, merge_block, EARLY_EXIT, LATE_CVT) of the fused step (`_chunk_kernel`).
+    """(chunk, warps, merge_block, EARLY_EXIT, LATE_CVT) of the fused step (`_chunk_kernel`);
+    merge_block is how many chunks' partial results the merge reads at a time.
 
     Timed on an H100 (`benchmarks/attention_probe.py --gemv`, each step after its int8 q/k/v
     projection, results in `benchmarks/results/attention-probe-*`): 32-position chunks on 2
