@@ -150,10 +150,19 @@ CHAIN_INT8 = [
     (8, 512, 4, "asm"), (4, 1024, 4, "asm"), (4, 2048, 8, "asm"), (8, 1024, 8, "asm"), (2, 1024, 4, "asm"),
     (2, 2048, 4, "asm"), (16, 512, 8, "asm"), (8, 512, 4, "asm+reduce"), (16, 512, 4, "asm+reduce"),
     (8, 1024, 4, "asm+reduce"),
+    # "v8": 8 weights a thread a row, in step with x (see runtime/gemv.py); blocks spanning
+    # every thread once (BLOCK_K = 8 x 32 x warps) and a few that do not
+    (2, 1024, 4, "asm+v8"), (4, 1024, 4, "asm+v8"), (8, 1024, 4, "asm+v8"), (4, 512, 2, "asm+v8"),
+    (8, 512, 2, "asm+v8"), (16, 512, 2, "asm+v8"), (4, 2048, 8, "asm+v8"), (8, 2048, 8, "asm+v8"),
+    (8, 1024, 8, "asm+v8"), (16, 512, 4, "asm+reduce+v8"), (4, 256, 1, "asm+v8"), (8, 256, 1, "asm+v8"),
+    # "unroll": the steps unrolled at compile time (K a constant), so their loads can start early
+    (2, 1024, 4, "asm+v8+unroll"), (4, 1024, 4, "asm+v8+unroll"), (8, 1024, 4, "asm+v8+unroll"),
+    (8, 512, 4, "asm+reduce+unroll"), (16, 512, 4, "asm+reduce+unroll"), (8, 1024, 8, "asm+unroll"),
+    (8, 1024, 4, "asm+reduce+unroll"),
 ]
 
 
-def chain_sweep(models: str, layers: int, reps: int) -> list[dict]:
+def chain_sweep(models: str, layers: int, reps: int, weights: str = "int8,bf16") -> list[dict]:
     """Per model and weight type: the layer chain (with dependent launch) at the runtime's
     configs, then coordinate descent over each GEMV's config (and int8's SwiGLU placement),
     keeping a change only when the whole chain gets faster. The same weights throughout."""
@@ -167,7 +176,7 @@ def chain_sweep(models: str, layers: int, reps: int) -> list[dict]:
         dim, q_size, qkv_rows, hidden = LAYERS[model]
         shapes = {"qkv": (qkv_rows, dim, dict(norm=True)), "o": (dim, q_size, {}),
                   "w13": (2 * hidden, dim, dict(norm=True)), "w2": (dim, hidden, dict(gated=True))}
-        for int8 in (True, False):
+        for int8 in [w == "int8" for w in weights.split(",")]:
             torch.manual_seed(0)
             configs: dict = {key: _config(n, k, 1 if int8 else 2, **role) for key, (n, k, role) in shapes.items()}
             w2 = torch.empty(dim, hidden, dtype=torch.int8 if int8 else torch.bfloat16, device="meta")
@@ -251,6 +260,7 @@ def main(argv=None) -> int:
     p.add_argument("--fused", action="store_true", help="time the fused variants of gemv")
     p.add_argument("--chain-sweep", type=int, default=0, metavar="LAYERS",
                    help="only: tune each GEMV's config in a chain of LAYERS layers (see chain_sweep)")
+    p.add_argument("--weights", default="int8,bf16", help="the chain sweep's weight types")
     p.add_argument("--pdl", type=int, default=0, metavar="LAYERS",
                    help="only: LAYERS layers' GEMVs in a graph, with and without dependent launch")
     args = p.parse_args(argv)
@@ -270,7 +280,7 @@ def main(argv=None) -> int:
     result["copy_GBps"] = big.numel() * 4 / graph_time(lambda: dst.copy_(big), 3) / 1e9
     del big, dst
     if args.chain_sweep:
-        result["chain_sweep"] = chain_sweep(args.models, args.chain_sweep, args.reps)
+        result["chain_sweep"] = chain_sweep(args.models, args.chain_sweep, args.reps, args.weights)
         if args.out:
             Path(args.out).write_text(json.dumps(result, indent=1))
         return 0

@@ -10,8 +10,8 @@ Llama / Mistral / Phi-3 / SmolLM2 block) runs as:
                                          with the chunks merged by the last one to finish
     x   = x + W_o @ a                    gemv, residual fused behind
     gu  = W_13 @ rms(x)                  gemv, RMSNorm fused in front
-    x   = x + W_2 @ (silu(g) * u)        gemv, SwiGLU fused in front (its own kernel for
-                                         wide int8 ones, see `swiglu_in_front`), residual behind
+    x   = x + W_2 @ (silu(g) * u)        gemv, SwiGLU fused in front (`swiglu_in_front` can
+                                         give it its own kernel), residual behind
 
 and the final norm joins the vocabulary projection. The weights are the model's own (`GemvLinear`,
 or `Int8Linear` with its scales), so nothing is copied. Layers of another shape (LayerNorm, a

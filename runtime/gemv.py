@@ -103,13 +103,14 @@ if triton is not None:
             acc = acc + wf * x[None, :]
         return acc, sq
 
-    @triton.jit
+    @triton.jit(do_not_specialize=["K8"])
     def _gemv_kernel(
-        x_ptr, w_ptr, s_ptr, b_ptr, r_ptr, g_ptr, y_ptr, N, K, eps,
+        x_ptr, w_ptr, s_ptr, b_ptr, r_ptr, g_ptr, y_ptr, N, K, K8, eps,
         HAS_SCALE: tl.constexpr, HAS_BIAS: tl.constexpr, HAS_RESIDUAL: tl.constexpr,
         NORM: tl.constexpr, HAS_G: tl.constexpr, GATED: tl.constexpr, INT8_BITS: tl.constexpr,
         EVEN: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, PDL: tl.constexpr,
-        REDUCE: tl.constexpr = False, INT8_ASM: tl.constexpr = False,
+        REDUCE: tl.constexpr = False, INT8_ASM: tl.constexpr = False, VEC8: tl.constexpr = False,
+        K_STATIC: tl.constexpr = 0,
     ):
         # One program computes BLOCK_N outputs: y[rows] = (w[rows, :] @ x) (* s[rows]), with the
         # optional prologues and epilogues that save decode a kernel each (see `gemv`).
@@ -121,7 +122,15 @@ if triton is not None:
         else:
             acc = tl.zeros((BLOCK_N, BLOCK_K), dtype=tl.float32)
         sq = tl.zeros((BLOCK_K,), dtype=tl.float32)  # NORM: sum of x squared, along the way
-        w_rows = w_ptr + rows[:, None].to(tl.int64) * K
+        if VEC8:
+            # The row length as 8 * K8, K8 not specialised by Triton: rows are then known to be
+            # 8-byte aligned only, so each thread reads 8 int8 weights of a row at a time (not
+            # 16), the same columns it reads of x (8 bf16, 16 bytes). Where a block spans every
+            # thread once (BLOCK_K = 8 x 32 x warps), the product then needs no exchange of x
+            # through shared memory, with its barriers, each step, and fewer registers.
+            w_rows = w_ptr + rows[:, None].to(tl.int64) * (K8 * 8)
+        else:
+            w_rows = w_ptr + rows[:, None].to(tl.int64) * K
         cols = tl.arange(0, BLOCK_K)  # [BLOCK_K]
         w = _load_w(w_rows, cols, row_ok, cols < K, EVEN)
         if PDL:
@@ -132,12 +141,20 @@ if triton is not None:
             tl.extra.cuda.gdc_launch_dependents()
         acc, sq = _accumulate(acc, sq, w, x_ptr, g_ptr, cols, cols < K, K, EVEN, NORM, HAS_G, GATED,
                               INT8_BITS, REDUCE, INT8_ASM)
-        for k0 in range(BLOCK_K, K, BLOCK_K):
-            cols = k0 + tl.arange(0, BLOCK_K)
-            col_ok = cols < K
-            w = _load_w(w_rows, cols, row_ok, col_ok, EVEN)
-            acc, sq = _accumulate(acc, sq, w, x_ptr, g_ptr, cols, col_ok, K, EVEN, NORM, HAS_G, GATED,
-                                  INT8_BITS, REDUCE, INT8_ASM)
+        if K_STATIC:  # K known when compiling: the steps unrolled, their loads free to start early
+            for k0 in tl.static_range(BLOCK_K, K_STATIC, BLOCK_K):
+                cols = k0 + tl.arange(0, BLOCK_K)
+                col_ok = cols < K
+                w = _load_w(w_rows, cols, row_ok, col_ok, EVEN)
+                acc, sq = _accumulate(acc, sq, w, x_ptr, g_ptr, cols, col_ok, K, EVEN, NORM, HAS_G, GATED,
+                                      INT8_BITS, REDUCE, INT8_ASM)
+        else:
+            for k0 in range(BLOCK_K, K, BLOCK_K):
+                cols = k0 + tl.arange(0, BLOCK_K)
+                col_ok = cols < K
+                w = _load_w(w_rows, cols, row_ok, col_ok, EVEN)
+                acc, sq = _accumulate(acc, sq, w, x_ptr, g_ptr, cols, col_ok, K, EVEN, NORM, HAS_G, GATED,
+                                      INT8_BITS, REDUCE, INT8_ASM)
         if REDUCE:
             y = acc
         else:
@@ -154,25 +171,37 @@ if triton is not None:
 
 
 def _config(n: int, k: int, itemsize: int, norm: bool = False, gated: bool = False) -> tuple:
-    """(BLOCK_N, BLOCK_K, num_warps, variant), chosen from the H100 sweep of decoder layers'
-    GEMV chains (`gemv_probe.py --chain-sweep`, `gemv-chain-sweep-h100.json`: Phi-3-mini,
-    Llama-2-7B and Llama-3-8B, int8 and bf16, dependent launch on), where the layer's whole
-    chain is timed, so a kernel's effect on its neighbours counts. The variant names the
-    kernel's options: "asm" widens int8 by byte permutes, "reduce" sums each row block as it
-    goes (fewer registers, so more programs a multiprocessor). Rules of thumb behind the numbers:
+    """(BLOCK_N, BLOCK_K, num_warps, variant), chosen from H100 sweeps of decoder layers' GEMV
+    chains (`gemv_probe.py --chain-sweep`: Phi-3-mini, Llama-2-7B and Llama-3-8B, dependent
+    launch on; bf16 in `gemv-chain-sweep-h100.json`, int8 in `gemv-chain-sweep-v8-h100.json` and
+    `gemv-chain-sweep-v8-unroll-h100.json`), where the layer's whole chain is timed, so a
+    kernel's effect on its neighbours counts. The variant names the kernel's options: "asm"
+    widens int8 by byte permutes, "reduce" sums each row block as it goes (fewer registers, so
+    more programs a multiprocessor), "v8" reads int8 rows 8 weights a thread, in step with x,
+    "unroll" unrolls the steps (K a compile-time constant). Rules of thumb behind the numbers:
     - int8 is bound by instructions and loads in flight, not bytes: widening four weights in
       five instructions instead of eight and a running row sum took Phi-3-mini's int8 chain
-      from 1.90 to 2.42 TB/s;
+      from 1.90 to 2.42 TB/s; reading 16 weights a thread made every step pass x through
+      shared memory behind barriers, and "v8" took Llama-2-7B's chain from 2.42 to 2.67 TB/s
+      and Llama-3-8B's from 2.52 to 2.74 (the down projection with SwiGLU in front gaining most);
     - a prologue (RMSNorm, SwiGLU) is repeated by every program, so more rows share it, up to
       where too few programs are left to fill the machine (16 rows from 12,288 outputs up);
     - bf16 reads 2.9-3.0 TB/s with 2-8 rows a program, 2-4 KB a row a step."""
     if itemsize == 1:  # int8
-        if norm:
+        v8 = "+v8" if k % 8 == 0 else ""
+        if norm and k >= 4096:
+            block_n, block_k, warps, variant = 8, 1024, 4, "asm+reduce"
+        elif norm:
             block_n, block_k, warps, variant = (16 if n >= 12288 else 8), 512, 4, "asm+reduce"
+        elif gated and v8:
+            # Phi-3-mini's 8,192 inputs gain from unrolling, the longer rows of the 7-8B models
+            # not; Llama-3-8B's 14,336 prefer 8 warps.
+            block_n, block_k, warps = 8, 1024, (8 if k > 12288 else 4)
+            variant = "asm+v8" + ("+unroll" if k <= 8192 else "")
         elif gated:
             block_n, block_k, warps, variant = 8, 1024, 8, "asm"
         else:
-            block_n, block_k, warps, variant = 4, 1024, 4, "asm"
+            block_n, block_k, warps, variant = (2, 1024, 4, "asm" + v8) if v8 else (4, 1024, 4, "asm")
     elif norm:
         block_n, block_k, warps, variant = 4, 1024, 4, ""
     elif gated:
@@ -184,10 +213,11 @@ def _config(n: int, k: int, itemsize: int, norm: bool = False, gated: bool = Fal
 
 def swiglu_in_front(weight: torch.Tensor) -> bool:
     """Whether a down projection should take SwiGLU as its prologue (`gemv(gated=True)`) rather
-    than after a small kernel of its own. Always for bf16; for int8, whose GEMV is bound by
-    instructions, only up to 8,192 inputs: Phi-3-mini's (8,192) decoded about 5% faster with it,
-    Llama-2-7B's (11,008) 3.6% slower (`decode-config-variants-h100.json`)."""
-    return weight.dtype != torch.int8 or weight.shape[1] <= 8192
+    than after a small kernel of its own: always, now. Before int8 rows were read 8 weights a
+    thread ("v8"), int8 took it only up to 8,192 inputs (Llama-2-7B's 11,008 decoded 3.6%
+    slower with it, `decode-config-variants-h100.json`); with "v8" the chains of Llama-2-7B and
+    Llama-3-8B are 3-5% faster with it (`gemv-chain-sweep-v8-*-h100.json`)."""
+    return True
 
 
 _DEPENDENT_LAUNCH: dict[torch.device, bool] = {}
@@ -260,7 +290,7 @@ def _launch(x, weight, scales, config, bias, residual, rms_eps, norm_weight, gat
     config = config or _config(n, k, weight.element_size(), norm=rms_eps is not None, gated=gated)
     block_n, block_k, warps = config[:3]
     args = (x, weight, x if scales is None else scales, x if bias is None else bias,
-            x if residual is None else residual, x if norm_weight is None else norm_weight, y, n, k,
+            x if residual is None else residual, x if norm_weight is None else norm_weight, y, n, k, k // 8,
             rms_eps or 0.0)
     flags = dict(HAS_SCALE=scales is not None, HAS_BIAS=bias is not None, HAS_RESIDUAL=residual is not None,
                  NORM=rms_eps is not None, HAS_G=norm_weight is not None, GATED=gated,
@@ -270,7 +300,8 @@ def _launch(x, weight, scales, config, bias, residual, rms_eps, norm_weight, gat
     even = n % block_n == 0 and k % block_k == 0
     _gemv_kernel[(triton.cdiv(n, block_n),)](*args, EVEN=even, BLOCK_N=block_n, BLOCK_K=block_k,
                                             REDUCE="reduce" in variant, INT8_ASM="asm" in variant and NVIDIA_PTX,
-                                            **flags)
+                                            VEC8="v8" in variant and k % 8 == 0,
+                                            K_STATIC=k if "unroll" in variant else 0, **flags)
     return y
 
 

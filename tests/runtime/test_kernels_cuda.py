@@ -23,7 +23,8 @@ SHAPES = {
     "llama-3-8b": [(6144, 4096), (28672, 4096), (4096, 14336)],
 }
 VARIANTS = [None, (8, 512, 4, "asm"), (8, 512, 4, "asm+reduce"), (16, 512, 4, "asm+reduce"),
-            (8, 1024, 8, "asm"), (8, 512, 4, "reduce"), (4, 1024, 4, "reduce")]
+            (8, 1024, 8, "asm"), (8, 512, 4, "reduce"), (4, 1024, 4, "reduce"), (2, 1024, 4, "asm+v8"),
+            (8, 1024, 4, "asm+v8+unroll"), (8, 1024, 8, "asm+v8"), (8, 1024, 4, "asm+reduce")]
 
 
 def _relative_error(out: torch.Tensor, ref: torch.Tensor) -> float:

@@ -48,7 +48,7 @@ def test_gemv_was_checked_on_shapes_that_do_not_divide_the_blocks(results):
 
 def test_gemv_options_were_each_checked(results):
     variants = {row.get("variant") for row in _rows(results, "gemv")}
-    assert {"reduce", "asm+reduce"} <= variants
+    assert {"reduce", "asm+reduce", "asm+v8", "asm+v8+unroll", "reduce+unroll"} <= variants
 
 
 def test_fused_gemv_steps_match_pytorch(results):

@@ -63,7 +63,8 @@ def check_gemv() -> None:
         emit(kind="gemv", dtype="int8", n=n, k=k, err=float((gemv(x, w8, s) - ref8).abs().max()),
              tol=1e-5 * k ** 0.5)
         # The kernel's options (see gemv._config), blocks small enough to loop over these shapes.
-        for config in ((4, 64, 4, "reduce"), (8, 32, 4, "reduce"), (2, 128, 4, "asm+reduce")):
+        for config in ((4, 64, 4, "reduce"), (8, 32, 4, "reduce"), (2, 128, 4, "asm+reduce"), (2, 64, 2, "asm+v8"),
+                       (4, 64, 2, "asm+v8+unroll"), (8, 32, 1, "reduce+unroll")):
             emit(kind="gemv", dtype="int8", variant=config[3], n=n, k=k,
                  err=float((gemv(x, w8, s, config) - ref8).abs().max()), tol=1e-5 * k ** 0.5)
 
