@@ -173,9 +173,10 @@ NEW_ATTENTION = None
 
 def use_configs(model, spec: dict) -> None:
     """Patch the GEMV configs for the next compile: spec "legacy" (bool) picks the base rules,
-    "silu_kernel" or "gated" (bool) int8's SwiGLU placement, and "qkv", "o", "w13", "w2", "head" override
-    one role's config (a list, as `gemv` takes it); "attention" the attention step's config (a
-    list, as `decode_attention._step_config` returns it)."""
+    "gated" (bool) int8's SwiGLU placement (false: a kernel of its own, as with "legacy"), and
+    "qkv", "o", "w13", "w2", "head" override one role's config (a list, as `gemv` takes it);
+    "attention" the attention step's config (a list, as `decode_attention._step_config`
+    returns it)."""
     import runtime.decode_attention as attention
     import runtime.fused_decode as fused
     import runtime.gemv as gemv_module
@@ -202,10 +203,9 @@ def use_configs(model, spec: dict) -> None:
         return base(n, k, itemsize, norm=norm, gated=gated)
 
     gemv_module._config = config
-    if "gated" in spec:  # int8's SwiGLU in front of the down projection (true) or not
-        fused.swiglu_in_front = lambda weight: weight.dtype != torch.int8 or bool(spec["gated"])
-    elif spec.get("silu_kernel", bool(spec.get("legacy"))):  # int8's SwiGLU in its own kernel
-        fused.swiglu_in_front = lambda weight: weight.dtype != torch.int8
+    if "gated" in spec or spec.get("legacy"):  # int8's SwiGLU in front of the down projection or not
+        gated = bool(spec.get("gated", False))
+        fused.swiglu_in_front = lambda weight: weight.dtype != torch.int8 or gated
     else:
         fused.swiglu_in_front = NEW_SWIGLU
 
