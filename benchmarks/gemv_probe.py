@@ -159,13 +159,20 @@ CHAIN_INT8 = [
     (2, 1024, 4, "asm+v8+unroll"), (4, 1024, 4, "asm+v8+unroll"), (8, 1024, 4, "asm+v8+unroll"),
     (8, 512, 4, "asm+reduce+unroll"), (16, 512, 4, "asm+reduce+unroll"), (8, 1024, 8, "asm+unroll"),
     (8, 1024, 4, "asm+reduce+unroll"),
+    # "sum8": v8, each thread first summing its 8 columns of a row, so a block of many rows holds
+    # one running sum a row a thread (not 8), with no exchange either
+    (4, 1024, 4, "asm+v8+sum8"), (8, 1024, 4, "asm+v8+sum8"), (16, 1024, 4, "asm+v8+sum8"),
+    (8, 512, 2, "asm+v8+sum8"), (16, 512, 2, "asm+v8+sum8"), (4, 512, 2, "asm+v8+sum8"),
+    (8, 2048, 8, "asm+v8+sum8"), (8, 256, 1, "asm+v8+sum8"), (4, 1024, 4, "asm+v8+sum8+unroll"),
+    (8, 1024, 4, "asm+v8+sum8+unroll"), (8, 512, 2, "asm+v8+sum8+unroll"),
 ]
 
 
-def chain_sweep(models: str, layers: int, reps: int, weights: str = "int8,bf16") -> list[dict]:
+def chain_sweep(models: str, layers: int, reps: int, weights: str = "int8,bf16", only: str = "") -> list[dict]:
     """Per model and weight type: the layer chain (with dependent launch) at the runtime's
     configs, then coordinate descent over each GEMV's config (and int8's SwiGLU placement),
-    keeping a change only when the whole chain gets faster. The same weights throughout."""
+    keeping a change only when the whole chain gets faster. The same weights throughout. `only`
+    limits the candidates to variants that name it ("sum8": those and the runtime's configs)."""
     from runtime.gemv import _config, swiglu_in_front
 
     def jsonable(cfgs: dict) -> dict:
@@ -206,7 +213,8 @@ def chain_sweep(models: str, layers: int, reps: int, weights: str = "int8,bf16")
                 row["runtime"] = tried[-1]
                 best = base
                 for key in ("w2", "w13", "qkv", "o"):
-                    options = [{key: c} for c in CHAIN_KLOOP + CHAIN_VARIANTS + (CHAIN_INT8 if int8 else [])]
+                    options = [{key: c} for c in CHAIN_KLOOP + CHAIN_VARIANTS + (CHAIN_INT8 if int8 else [])
+                               if not only or (len(c) > 3 and only in c[3])]
                     if key == "w2":  # SwiGLU in front of the down projection or in its own kernel
                         options += [dict(option, gated=not configs["gated"]) for option in options]
                     for option in options:
@@ -261,6 +269,7 @@ def main(argv=None) -> int:
     p.add_argument("--chain-sweep", type=int, default=0, metavar="LAYERS",
                    help="only: tune each GEMV's config in a chain of LAYERS layers (see chain_sweep)")
     p.add_argument("--weights", default="int8,bf16", help="the chain sweep's weight types")
+    p.add_argument("--only", default="", help="the chain sweep's candidates: variants naming this")
     p.add_argument("--pdl", type=int, default=0, metavar="LAYERS",
                    help="only: LAYERS layers' GEMVs in a graph, with and without dependent launch")
     args = p.parse_args(argv)
@@ -280,7 +289,7 @@ def main(argv=None) -> int:
     result["copy_GBps"] = big.numel() * 4 / graph_time(lambda: dst.copy_(big), 3) / 1e9
     del big, dst
     if args.chain_sweep:
-        result["chain_sweep"] = chain_sweep(args.models, args.chain_sweep, args.reps, args.weights)
+        result["chain_sweep"] = chain_sweep(args.models, args.chain_sweep, args.reps, args.weights, args.only)
         if args.out:
             Path(args.out).write_text(json.dumps(result, indent=1))
         return 0

@@ -71,9 +71,41 @@ if triton is not None:
             constraints="=r,=r,=r,=r,r", args=[w], dtype=tl.float32, is_pure=True, pack=4)
 
     @triton.jit
+    def _halves(t):
+        # [A, B, 2C] -> two [A, B, C] of alternate columns, within a thread's registers
+        return tl.split(tl.reshape(t, (t.shape[0], t.shape[1], t.shape[2] // 2, 2)))
+
+    @triton.jit
+    def _fma8(acc, w, x):
+        # acc [N, K/8] + the sums of w [N, K] * x [K] over each 8 adjacent columns of a row (the
+        # 8 a thread holds with "v8", so nothing moves between threads), as a chain of fused
+        # multiply-adds: tl.sum would add a thread's products as a tree, a multiply and an add
+        # for most of them (320 instructions a step against 291 for 8 rows, in the SASS).
+        w3 = tl.reshape(w, (w.shape[0], w.shape[1] // 8, 8))
+        x3 = tl.broadcast_to(tl.reshape(x, (1, x.shape[0] // 8, 8)), w3.shape)
+        w_a, w_b = _halves(w3)
+        x_a, x_b = _halves(x3)
+        w_aa, w_ab = _halves(w_a)
+        w_ba, w_bb = _halves(w_b)
+        x_aa, x_ab = _halves(x_a)
+        x_ba, x_bb = _halves(x_b)
+        acc = _fma2(acc, w_aa, x_aa)
+        acc = _fma2(acc, w_ab, x_ab)
+        acc = _fma2(acc, w_ba, x_ba)
+        acc = _fma2(acc, w_bb, x_bb)
+        return acc
+
+    @triton.jit
+    def _fma2(acc, w, x):
+        # acc + the products of the two columns of w [.., 2] and x [.., 2]
+        w0, w1 = tl.split(w)
+        x0, x1 = tl.split(x)
+        return acc + w0 * x0 + w1 * x1
+
+    @triton.jit
     def _accumulate(acc, sq, w, x_ptr, g_ptr, cols, col_ok, K, EVEN: tl.constexpr, NORM: tl.constexpr,
                     HAS_G: tl.constexpr, GATED: tl.constexpr, INT8_BITS: tl.constexpr,
-                    REDUCE: tl.constexpr = False, INT8_ASM: tl.constexpr = False):
+                    REDUCE: tl.constexpr = False, INT8_ASM: tl.constexpr = False, SUM8: tl.constexpr = False):
         # x is reused by every program: keep it in L2.
         if EVEN:
             x = tl.load(x_ptr + cols, eviction_policy="evict_last").to(tl.float32)
@@ -99,6 +131,8 @@ if triton is not None:
             wf = w.to(tl.float32)
         if REDUCE:  # acc [BLOCK_N]: fewer registers, a reduction each step
             acc = acc + tl.sum(wf * x[None, :], axis=1)
+        elif SUM8:  # acc [BLOCK_N, BLOCK_K / 8]: each thread sums the 8 columns it holds
+            acc = _fma8(acc, wf, x)
         else:
             acc = acc + wf * x[None, :]
         return acc, sq
@@ -110,7 +144,7 @@ if triton is not None:
         NORM: tl.constexpr, HAS_G: tl.constexpr, GATED: tl.constexpr, INT8_BITS: tl.constexpr,
         EVEN: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr, PDL: tl.constexpr,
         REDUCE: tl.constexpr = False, INT8_ASM: tl.constexpr = False, VEC8: tl.constexpr = False,
-        K_STATIC: tl.constexpr = 0,
+        K_STATIC: tl.constexpr = 0, SUM8: tl.constexpr = False,
     ):
         # One program computes BLOCK_N outputs: y[rows] = (w[rows, :] @ x) (* s[rows]), with the
         # optional prologues and epilogues that save decode a kernel each (see `gemv`).
@@ -119,6 +153,8 @@ if triton is not None:
         row_ok = rows < N
         if REDUCE:
             acc = tl.zeros((BLOCK_N,), dtype=tl.float32)
+        elif SUM8:
+            acc = tl.zeros((BLOCK_N, BLOCK_K // 8), dtype=tl.float32)
         else:
             acc = tl.zeros((BLOCK_N, BLOCK_K), dtype=tl.float32)
         sq = tl.zeros((BLOCK_K,), dtype=tl.float32)  # NORM: sum of x squared, along the way
@@ -140,21 +176,21 @@ if triton is not None:
             tl.extra.cuda.gdc_wait()
             tl.extra.cuda.gdc_launch_dependents()
         acc, sq = _accumulate(acc, sq, w, x_ptr, g_ptr, cols, cols < K, K, EVEN, NORM, HAS_G, GATED,
-                              INT8_BITS, REDUCE, INT8_ASM)
+                              INT8_BITS, REDUCE, INT8_ASM, SUM8)
         if K_STATIC:  # K known when compiling: the steps unrolled, their loads free to start early
             for k0 in tl.static_range(BLOCK_K, K_STATIC, BLOCK_K):
                 cols = k0 + tl.arange(0, BLOCK_K)
                 col_ok = cols < K
                 w = _load_w(w_rows, cols, row_ok, col_ok, EVEN)
                 acc, sq = _accumulate(acc, sq, w, x_ptr, g_ptr, cols, col_ok, K, EVEN, NORM, HAS_G, GATED,
-                                      INT8_BITS, REDUCE, INT8_ASM)
+                                      INT8_BITS, REDUCE, INT8_ASM, SUM8)
         else:
             for k0 in range(BLOCK_K, K, BLOCK_K):
                 cols = k0 + tl.arange(0, BLOCK_K)
                 col_ok = cols < K
                 w = _load_w(w_rows, cols, row_ok, col_ok, EVEN)
                 acc, sq = _accumulate(acc, sq, w, x_ptr, g_ptr, cols, col_ok, K, EVEN, NORM, HAS_G, GATED,
-                                      INT8_BITS, REDUCE, INT8_ASM)
+                                      INT8_BITS, REDUCE, INT8_ASM, SUM8)
         if REDUCE:
             y = acc
         else:
@@ -173,35 +209,44 @@ if triton is not None:
 def _config(n: int, k: int, itemsize: int, norm: bool = False, gated: bool = False) -> tuple:
     """(BLOCK_N, BLOCK_K, num_warps, variant), chosen from H100 sweeps of decoder layers' GEMV
     chains (`gemv_probe.py --chain-sweep`: Phi-3-mini, Llama-2-7B and Llama-3-8B, dependent
-    launch on; bf16 in `gemv-chain-sweep-h100.json`, int8 in `gemv-chain-sweep-v8-h100.json` and
-    `gemv-chain-sweep-v8-unroll-h100.json`), where the layer's whole chain is timed, so a
-    kernel's effect on its neighbours counts. The variant names the kernel's options: "asm"
-    widens int8 by byte permutes, "reduce" sums each row block as it goes (fewer registers, so
-    more programs a multiprocessor), "v8" reads int8 rows 8 weights a thread, in step with x,
+    launch on; bf16 in `gemv-chain-sweep-h100.json`, int8 in `gemv-chain-sweep-v8-h100.json`,
+    `gemv-chain-sweep-v8-unroll-h100.json` and `gemv-chain-sweep-sum8-h100.json`), where the
+    layer's whole chain is timed, so a kernel's effect on its neighbours counts. The variant
+    names the kernel's options: "asm" widens int8 by byte permutes, "reduce" sums each row block
+    as it goes (fewer registers, so more programs a multiprocessor), "v8" reads int8 rows 8
+    weights a thread, in step with x, "sum8" (with "v8") keeps one running sum a row a thread,
     "unroll" unrolls the steps (K a compile-time constant). Rules of thumb behind the numbers:
     - int8 is bound by instructions and loads in flight, not bytes: widening four weights in
       five instructions instead of eight and a running row sum took Phi-3-mini's int8 chain
       from 1.90 to 2.42 TB/s; reading 16 weights a thread made every step pass x through
       shared memory behind barriers, and "v8" took Llama-2-7B's chain from 2.42 to 2.67 TB/s
       and Llama-3-8B's from 2.52 to 2.74 (the down projection with SwiGLU in front gaining most);
+      the kernels with RMSNorm in front had kept the row sum, and its exchange, until "sum8":
+      8 rows a program in 56 registers and no exchange took 2.2% off Phi-3-mini's chain and
+      2.7% off Llama-3-8B's;
     - a prologue (RMSNorm, SwiGLU) is repeated by every program, so more rows share it, up to
-      where too few programs are left to fill the machine (16 rows from 12,288 outputs up);
+      where too few programs are left to fill the machine;
     - bf16 reads 2.9-3.0 TB/s with 2-8 rows a program, 2-4 KB a row a step."""
     if itemsize == 1:  # int8
-        v8 = "+v8" if k % 8 == 0 else ""
-        if norm and k >= 4096:
-            block_n, block_k, warps, variant = 8, 1024, 4, "asm+reduce"
-        elif norm:
-            block_n, block_k, warps, variant = (16 if n >= 12288 else 8), 512, 4, "asm+reduce"
-        elif gated and v8:
-            # Phi-3-mini's 8,192 inputs gain from unrolling, the longer rows of the 7-8B models
-            # not; Llama-3-8B's 14,336 prefer 8 warps.
+        v8 = k % 8 == 0
+        # Blocks of 2,048 columns and 8 warps where they divide the rows (4,096 inputs and
+        # Llama-3-8B's 14,336), else 1,024 and 4 (Phi-3-mini's 3,072; Llama-2-7B's 11,008).
+        wide = k % 2048 == 0
+        if v8 and norm:
+            block_n, block_k, warps, variant = (8, 2048, 8, "asm+v8+sum8") if wide else (8, 1024, 4, "asm+v8+sum8")
+        elif v8 and gated and wide and k > 8192:
+            block_n, block_k, warps, variant = 8, 2048, 8, "asm+v8+sum8"
+        elif v8 and gated:  # Phi-3-mini's 8,192 inputs gain from unrolling, longer rows not
             block_n, block_k, warps = 8, 1024, (8 if k > 12288 else 4)
             variant = "asm+v8" + ("+unroll" if k <= 8192 else "")
+        elif v8:
+            block_n, block_k, warps, variant = (8, 2048, 8, "asm+v8+sum8") if wide else (2, 1024, 4, "asm+v8")
+        elif norm:
+            block_n, block_k, warps, variant = (8, 1024, 4, "asm+reduce") if k >= 4096 else (8, 512, 4, "asm+reduce")
         elif gated:
             block_n, block_k, warps, variant = 8, 1024, 8, "asm"
         else:
-            block_n, block_k, warps, variant = (2, 1024, 4, "asm" + v8) if v8 else (4, 1024, 4, "asm")
+            block_n, block_k, warps, variant = 4, 1024, 4, "asm"
     elif norm:
         block_n, block_k, warps, variant = 4, 1024, 4, ""
     elif gated:
@@ -300,7 +345,7 @@ def _launch(x, weight, scales, config, bias, residual, rms_eps, norm_weight, gat
     even = n % block_n == 0 and k % block_k == 0
     _gemv_kernel[(triton.cdiv(n, block_n),)](*args, EVEN=even, BLOCK_N=block_n, BLOCK_K=block_k,
                                             REDUCE="reduce" in variant, INT8_ASM="asm" in variant and NVIDIA_PTX,
-                                            VEC8="v8" in variant and k % 8 == 0,
+                                            VEC8="v8" in variant and k % 8 == 0, SUM8="sum8" in variant and block_k >= 8,
                                             K_STATIC=k if "unroll" in variant else 0, **flags)
     return y
 

@@ -24,7 +24,8 @@ SHAPES = {
 }
 VARIANTS = [None, (8, 512, 4, "asm"), (8, 512, 4, "asm+reduce"), (16, 512, 4, "asm+reduce"),
             (8, 1024, 8, "asm"), (8, 512, 4, "reduce"), (4, 1024, 4, "reduce"), (2, 1024, 4, "asm+v8"),
-            (8, 1024, 4, "asm+v8+unroll"), (8, 1024, 8, "asm+v8"), (8, 1024, 4, "asm+reduce")]
+            (8, 1024, 4, "asm+v8+unroll"), (8, 1024, 8, "asm+v8"), (8, 1024, 4, "asm+reduce"),
+            (8, 1024, 4, "asm+v8+sum8"), (16, 512, 2, "asm+v8+sum8"), (4, 1024, 4, "asm+v8+sum8+unroll")]
 
 
 def _relative_error(out: torch.Tensor, ref: torch.Tensor) -> float:

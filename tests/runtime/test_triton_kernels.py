@@ -48,14 +48,16 @@ def test_gemv_was_checked_on_shapes_that_do_not_divide_the_blocks(results):
 
 def test_gemv_options_were_each_checked(results):
     variants = {row.get("variant") for row in _rows(results, "gemv")}
-    assert {"reduce", "asm+reduce", "asm+v8", "asm+v8+unroll", "reduce+unroll"} <= variants
+    assert {"reduce", "asm+reduce", "asm+v8", "asm+v8+unroll", "reduce+unroll", "asm+v8+sum8",
+            "v8+sum8+unroll"} <= variants
 
 
 def test_fused_gemv_steps_match_pytorch(results):
     rows = _rows(results, "fused_gemv")
     for row in rows:
         assert row["err"] <= row["tol"], row
-    assert {row["variant"] for row in rows} == {"norm+bias+residual", "swiglu+residual", "int8 swiglu"}
+    assert {row["variant"] for row in rows} == {"norm+bias+residual", "swiglu+residual", "int8 swiglu",
+                                                   "int8 norm sum8"}
 
 
 def test_attention_step_rotates_writes_the_cache_and_attends(results):

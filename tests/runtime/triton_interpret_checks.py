@@ -64,7 +64,8 @@ def check_gemv() -> None:
              tol=1e-5 * k ** 0.5)
         # The kernel's options (see gemv._config), blocks small enough to loop over these shapes.
         for config in ((4, 64, 4, "reduce"), (8, 32, 4, "reduce"), (2, 128, 4, "asm+reduce"), (2, 64, 2, "asm+v8"),
-                       (4, 64, 2, "asm+v8+unroll"), (8, 32, 1, "reduce+unroll")):
+                       (4, 64, 2, "asm+v8+unroll"), (8, 32, 1, "reduce+unroll"), (4, 64, 2, "asm+v8+sum8"),
+                       (2, 32, 1, "v8+sum8+unroll")):
             emit(kind="gemv", dtype="int8", variant=config[3], n=n, k=k,
                  err=float((gemv(x, w8, s, config) - ref8).abs().max()), tol=1e-5 * k ** 0.5)
 
@@ -92,6 +93,11 @@ def check_fused_gemv() -> None:
         out = gemv(gate_up, w8, s, gated=True)
         emit(kind="fused_gemv", variant="int8 swiglu", n=n, k=k,
              err=float((out - (w8.float() @ act) * s).abs().max()), tol=1e-5 * k ** 0.5)
+        # int8 with RMSNorm in front, row sums 8 columns a thread at a time (Phi-3-mini's q/k/v)
+        out = gemv(x, w8, s, (4, 64, 2, "asm+v8+sum8"), rms_eps=1e-5, norm_weight=norm_w)
+        ref8 = (w8.float() @ (x * torch.rsqrt(x.pow(2).mean() + 1e-5) * norm_w)) * s
+        emit(kind="fused_gemv", variant="int8 norm sum8", n=n, k=k, err=float((out - ref8).abs().max()),
+             tol=1e-5 * k ** 0.5)
 
 
 def reference_attention(q, k_cache, v_cache, pos: int, window: int | None):
