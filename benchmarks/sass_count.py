@@ -39,22 +39,19 @@ def compile_kernel(n: int, k: int, config: tuple, norm: bool, gated: bool, cc: i
 
     from runtime import gemv as G
 
-    block_n, block_k, warps, variant = config
-    block_k = min(block_k, triton.next_power_of_2(k))
+    block_k = min(config[1], triton.next_power_of_2(k))
+    config = (config[0], block_k, *config[2:])
     fn = G._gemv_kernel
     signature = {"x_ptr": "*bf16", "w_ptr": "*i8", "s_ptr": "*bf16", "b_ptr": "*bf16", "r_ptr": "*bf16",
                  "g_ptr": "*bf16", "y_ptr": "*bf16", "N": "i32", "K": "i32", "K8": "i32", "eps": "fp32"}
-    constants = dict(
-        HAS_SCALE=True, HAS_BIAS=False, HAS_RESIDUAL=not norm, NORM=norm, HAS_G=norm, GATED=gated,
-        INT8_BITS=True, EVEN=n % block_n == 0 and k % block_k == 0, BLOCK_N=block_n, BLOCK_K=block_k,
-        PDL=True, REDUCE="reduce" in variant, INT8_ASM="asm" in variant, VEC8="v8" in variant and k % 8 == 0,
-        K_STATIC=k if "unroll" in variant else 0, SUM8="sum8" in variant and block_k >= 8)
+    constants = dict(HAS_SCALE=True, HAS_BIAS=False, HAS_RESIDUAL=not norm, NORM=norm, HAS_G=norm, GATED=gated,
+                     INT8_BITS=True, PDL=True, **G.block_flags(n, k, config))
     signature.update({name: "constexpr" for name in constants})
     # Pointers, N and K as a real launch specialises them (16-divisible); K8 is never specialised.
     attrs = {(fn.arg_names.index(name),): [["tt.divisibility", 16]]
              for name in fn.arg_names if name.endswith("_ptr") or name in ("N", "K")}
     source = ASTSource(fn, signature, {(fn.arg_names.index(c),): v for c, v in constants.items()}, attrs)
-    return triton.compile(source, target=GPUTarget("cuda", cc, 128), options={"num_warps": warps})
+    return triton.compile(source, target=GPUTarget("cuda", cc, 128), options={"num_warps": config[2]})
 
 
 def resources(cubin: bytes) -> dict:

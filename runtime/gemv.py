@@ -341,13 +341,18 @@ def _launch(x, weight, scales, config, bias, residual, rms_eps, norm_weight, gat
                  NORM=rms_eps is not None, HAS_G=norm_weight is not None, GATED=gated,
                  INT8_BITS=int8_bits and weight.dtype == torch.int8, PDL=pdl, num_warps=warps,
                  **({"launch_pdl": True} if pdl else {}))
-    variant = config[3] if len(config) > 3 else ""
-    even = n % block_n == 0 and k % block_k == 0
-    _gemv_kernel[(triton.cdiv(n, block_n),)](*args, EVEN=even, BLOCK_N=block_n, BLOCK_K=block_k,
-                                            REDUCE="reduce" in variant, INT8_ASM="asm" in variant and NVIDIA_PTX,
-                                            VEC8="v8" in variant and k % 8 == 0, SUM8="sum8" in variant and block_k >= 8,
-                                            K_STATIC=k if "unroll" in variant else 0, **flags)
+    _gemv_kernel[(triton.cdiv(n, block_n),)](*args, **block_flags(n, k, config), **flags)
     return y
+
+
+def block_flags(n: int, k: int, config: tuple) -> dict:
+    """The kernel's compile-time block and variant options for a `gemv` config on [n, k]."""
+    block_n, block_k = config[:2]
+    variant = config[3] if len(config) > 3 else ""
+    return dict(EVEN=n % block_n == 0 and k % block_k == 0, BLOCK_N=block_n, BLOCK_K=block_k,
+                REDUCE="reduce" in variant, INT8_ASM="asm" in variant and NVIDIA_PTX,
+                VEC8="v8" in variant and k % 8 == 0, SUM8="sum8" in variant and block_k >= 8,
+                K_STATIC=k if "unroll" in variant else 0)
 
 
 class GemvLinear(nn.Linear):
