@@ -232,15 +232,14 @@ def _config(n: int, k: int, itemsize: int, norm: bool = False, gated: bool = Fal
         # Blocks of 2,048 columns and 8 warps where they divide the rows (4,096 inputs and
         # Llama-3-8B's 14,336), else 1,024 and 4 (Phi-3-mini's 3,072; Llama-2-7B's 11,008).
         wide = k % 2048 == 0
-        if v8 and norm:
-            block_n, block_k, warps, variant = (8, 2048, 8, "asm+v8+sum8") if wide else (8, 1024, 4, "asm+v8+sum8")
-        elif v8 and gated and wide and k > 8192:
-            block_n, block_k, warps, variant = 8, 2048, 8, "asm+v8+sum8"
+        sum8 = (8, 2048, 8, "asm+v8+sum8") if wide else (8, 1024, 4, "asm+v8+sum8")
+        if v8 and (norm or (wide and (not gated or k > 8192))):
+            block_n, block_k, warps, variant = sum8
         elif v8 and gated:  # Phi-3-mini's 8,192 inputs gain from unrolling, longer rows not
             block_n, block_k, warps = 8, 1024, (8 if k > 12288 else 4)
             variant = "asm+v8" + ("+unroll" if k <= 8192 else "")
         elif v8:
-            block_n, block_k, warps, variant = (8, 2048, 8, "asm+v8+sum8") if wide else (2, 1024, 4, "asm+v8")
+            block_n, block_k, warps, variant = 2, 1024, 4, "asm+v8"
         elif norm:
             block_n, block_k, warps, variant = (8, 1024, 4, "asm+reduce") if k >= 4096 else (8, 512, 4, "asm+reduce")
         elif gated:
