@@ -141,6 +141,10 @@ class StatusResult:
     last_generation: Optional[dict] = None  # {kind, finishReason, tokens}
     settings: Optional[dict] = None
     warmup: Optional[dict] = None  # {compiled, pending}: prefill buckets compiled while idle, still to do
+    tokens_generated: int = 0  # completion tokens the model generated, all requests
+    tokens_shown: int = 0  # tokens of the suggestions shown (post-processed text, re-tokenized)
+    draft_tokens_accepted: int = 0  # prompt-lookup draft tokens that greedy verification kept
+    cpu_kernel: Optional[str] = None  # the CPU kernel path in use ("avx512", "avx2", "plain") or None
 
 
 # --- the converter ----------------------------------------------------------------------------

@@ -25,6 +25,9 @@ class CompletionSettings:
     max_tokens: int = 48  # new tokens per suggestion
     context_tokens: int = 1024  # prefix + suffix window around the cursor
     multiline: bool = True  # allow multi-line suggestions at a new block
+    wait_for_model_seconds: float = 60.0  # a request sent while the model loads waits this long
+    stop_early: bool = True  # stop generating once the streamed suggestion is complete
+    prompt_lookup: bool = True  # greedy drafts copied from n-gram matches in the prompt
 
 
 @dataclass
@@ -71,6 +74,7 @@ _RULES = {
     "max_tokens": (lambda v: 1 <= v <= 8192, "an integer from 1 to 8192"),
     "context_tokens": (lambda v: 16 <= v <= 131072, "an integer from 16 to 131072"),
     "temperature": (lambda v: 0.0 <= v <= 5.0, "a number from 0 to 5"),
+    "wait_for_model_seconds": (lambda v: 0.0 <= v <= 3600.0, "a number of seconds from 0 to 3600"),
     "top_k": (lambda v: v is None or v >= 1, "a positive integer or null"),
 }
 

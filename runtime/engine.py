@@ -42,6 +42,9 @@ class GenerationConfig:
     stop_ids: frozenset = frozenset()  # added to the tokenizer's own stop ids
     stop_strings: tuple = ()
     seed: int | None = None
+    # Prompt-lookup speculative decoding: draft tokens copied from n-gram matches in the prompt,
+    # verified in one batched forward pass; exact under greedy (ignored when sampling).
+    prompt_lookup: bool = False
 
 
 @dataclass
@@ -52,6 +55,8 @@ class GenerationResult:
     prompt_tokens: int
     reused_tokens: int  # prompt tokens whose KV came from the previous call
     computed_tokens: int  # prompt tokens actually prefilled
+    draft_tokens: int = 0  # prompt-lookup tokens proposed
+    accepted_draft_tokens: int = 0  # of those, kept by greedy verification
 
 
 def common_prefix_length(a: Sequence[int], b: Sequence[int]) -> int:
@@ -80,6 +85,7 @@ class Engine:
         self.checkpoint_dir = checkpoint_dir
         self.manifest = manifest
         self._cached_ids: list[int] = []  # tokens whose keys/values the cache holds, from position 0
+        self.cpu_kernel: str | None = None  # the CPU matrix-vector path in use ("avx512", "avx2", "plain")
         self._lock = threading.Lock()
 
     @classmethod

@@ -9,7 +9,7 @@ def test_defaults_match_the_design():
     s = Settings()
     assert (s.model, s.device, s.precision, s.max_context_length, s.history) == ("smollm2", "auto", "auto", 1500, True)
     assert s.checkpoint_path is None
-    assert to_dict(s)["completion"].keys() == {"maxTokens", "contextTokens", "multiline"}
+    assert to_dict(s)["completion"].keys() == {"maxTokens", "contextTokens", "multiline", "waitForModelSeconds", "stopEarly", "promptLookup"}
     assert to_dict(s)["chat"].keys() == {"maxTokens", "temperature", "topK"}
 
 
