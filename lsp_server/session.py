@@ -234,6 +234,10 @@ class QuillServer(LanguageServer):
             last_generation=self.host.last_generation,
             settings=settings_mod.to_dict(self.settings),
             warmup=model["warmup"],
+            tokens_generated=self.host.tokens_generated,
+            tokens_shown=self.host.tokens_shown,
+            draft_tokens_accepted=self.host.draft_tokens_accepted,
+            cpu_kernel=model["cpu_kernel"],
         )
 
     def report_server_error(self, error: Exception, source: Any) -> None:
