@@ -1,5 +1,8 @@
 """One inline completion as a pipeline (after llm-ls): window -> prompt -> generate -> postprocess.
 
+With `stopEarly` (the default) the post-processing rules also watch the stream (`stream_cut`),
+so generation ends where the suggestion does instead of at `maxTokens`.
+
 `Request` is a snapshot taken on the event loop when the request arrives (the document may
 change while the job waits); `run` executes on the model worker thread. The results are turned
 into LSP items by `inline_items` / `completion_items`, each carrying the `quill.acceptCompletion`
@@ -14,7 +17,7 @@ from typing import Optional
 
 from lsprotocol import types
 
-from lsp_server import completion_prompt, postprocess
+from lsp_server import completion_prompt, postprocess, stream_cut
 from lsp_server.model_host import Job, ModelHost
 from lsp_server.protocol import ACCEPT_COMPLETION
 from lsp_server.settings import CompletionSettings
@@ -61,13 +64,16 @@ def run(host: ModelHost, job: Job, request: Request) -> Optional[str]:
         temperature=0.0,
         stop_ids=prompt.stop_ids,
         stop_strings=prompt.stop_strings + (() if multiline else ("\n",)),
+        prompt_lookup=settings.prompt_lookup,
     )
     if not prompt.ids:
         return None
-    result = host.generate(job, prompt.ids, gen)
-    if result.finish_reason == "cancelled":
+    cut = _stream_cut(window, settings) if settings.stop_early else None
+    result = host.generate(job, prompt.ids, gen, on_text=cut.push if cut else None, should_stop=cut)
+    # the engine reports our own stop as "cancelled" too; only the job's flag means the user's
+    if result.finish_reason == "cancelled" and (job.stop.is_set() or cut is None or not cut.done):
         return None
-    return postprocess.postprocess(
+    text = postprocess.postprocess(
         completion_prompt.unheal(result.text, window.line_prefix),
         prefix=window.prefix,
         suffix=window.suffix,
@@ -75,6 +81,19 @@ def run(host: ModelHost, job: Job, request: Request) -> Optional[str]:
         line_suffix=window.line_suffix,
         multiline=settings.multiline,
         truncated=result.finish_reason == "length",
+    )
+    if text is not None:
+        host.tokens_shown += len(loaded.engine.tokenizer.encode(text, dummy_prefix=False))
+    return text
+
+
+def _stream_cut(window: completion_prompt.CursorWindow, settings: CompletionSettings) -> stream_cut.StreamCut:
+    return stream_cut.StreamCut(
+        prefix=window.prefix,
+        suffix=window.suffix,
+        line_prefix=window.line_prefix,
+        line_suffix=window.line_suffix,
+        multiline=settings.multiline,
     )
 
 

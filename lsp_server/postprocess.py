@@ -35,20 +35,21 @@ def postprocess(
     """The suggestion to show for model output `text`, or None when nothing useful is left.
 
     `truncated`: generation hit its token limit, so a multi-line text's last line is unfinished
-    and is dropped.
+    and is dropped, unless a rule above already ended the suggestion before the end of the text
+    (a line cut at a closer nothing opened is complete however it would have gone on). That
+    exception makes the result depend only on the text up to the cut, which is what lets
+    `stream_cut` stop generating there.
     """
     text = text.replace("\r\n", "\n")
     if is_multiline_position(line_prefix, line_suffix, multiline):
-        if truncated and "\n" in text.strip("\n"):
-            text = text.rstrip("\n").rsplit("\n", 1)[0]
-        text = _trim_block(text, line_prefix)
-        text = _cut_suffix_repeat(text, suffix)
-        text = _cut_unopened_closer(text, _open_brackets(prefix))
-        text = text.rstrip()
+        kept = _cut_lines(text, prefix, suffix, line_prefix)
+        if truncated and kept.rstrip() == text.rstrip() and "\n" in text.strip("\n"):
+            kept = _cut_lines(text.rstrip("\n").rsplit("\n", 1)[0], prefix, suffix, line_prefix)
+        text = kept.rstrip()
     else:
         text = text.split("\n", 1)[0]
-        text = _cut_at_line_suffix(text, line_suffix)
-        text = _cut_unopened_closer(text, _open_brackets(line_prefix))
+        text = cut_at_line_suffix(text, line_suffix)
+        text = _cut_unopened_closer(text, open_brackets(line_prefix))
         text = _drop_supplied_closers(text, line_prefix, line_suffix)
         text = text.rstrip() if not line_suffix else text
     if not text.strip():
@@ -56,7 +57,14 @@ def postprocess(
     return text
 
 
-def _indent(line: str) -> int:
+def _cut_lines(text: str, prefix: str, suffix: str, line_prefix: str) -> str:
+    """The multi-line rules in order; the result is always a prefix of `text`."""
+    text = _trim_block(text, line_prefix)
+    text = _cut_suffix_repeat(text, suffix)
+    return _cut_unopened_closer(text, open_brackets(prefix))
+
+
+def indent_width(line: str) -> int:
     return len(line) - len(line.lstrip(" \t"))
 
 
@@ -75,10 +83,10 @@ def _trim_block(text: str, line_prefix: str) -> str:
             kept.append(line)
             continue
         if block_indent is None:
-            if _indent(full) < floor:
+            if indent_width(full) < floor:
                 break
-            block_indent = _indent(full)
-        elif _indent(full) < block_indent:
+            block_indent = indent_width(full)
+        elif indent_width(full) < block_indent:
             break
         kept.append(line)
     while kept and not kept[-1].strip():
@@ -88,17 +96,22 @@ def _trim_block(text: str, line_prefix: str) -> str:
 
 def _cut_suffix_repeat(text: str, suffix: str) -> str:
     """Cut before the first line that repeats the first non-blank line after the cursor."""
-    following = [line.strip() for line in suffix.split("\n")[:8] if line.strip()]
+    following = first_suffix_line(suffix)
     if not following:
         return text
     lines = text.split("\n")
     for i, line in enumerate(lines):
-        if i > 0 and line.strip() == following[0]:
+        if i > 0 and line.strip() == following:
             return "\n".join(lines[:i])
     return text
 
 
-def _cut_at_line_suffix(text: str, line_suffix: str) -> str:
+def first_suffix_line(suffix: str) -> str:
+    """The first non-blank line of the next few after the cursor, stripped ("" when none)."""
+    return next((line.strip() for line in suffix.split("\n")[:8] if line.strip()), "")
+
+
+def cut_at_line_suffix(text: str, line_suffix: str) -> str:
     """Mid-line: cut where the text reaches what already follows the cursor on its line.
 
     `print(area(3, |))` completed as `5))  # 15` becomes `5`; an occurrence inside brackets the
@@ -107,13 +120,13 @@ def _cut_at_line_suffix(text: str, line_suffix: str) -> str:
     rest = line_suffix.strip()
     start = text.find(rest) if rest else -1
     while start >= 0:
-        if text[:start].strip() and not _open_brackets(text[:start]):
+        if text[:start].strip() and not open_brackets(text[:start]):
             return text[:start]
         start = text.find(rest, start + 1)
     return text
 
 
-def _open_brackets(text: str) -> list[str]:
+def open_brackets(text: str) -> list[str]:
     """Brackets opened and not closed in `text` (strings and comments are not understood)."""
     stack: list[str] = []
     for ch in text[-20000:]:
@@ -171,4 +184,4 @@ def _unmatched(line: str) -> int:
 
 def _unbalance(line: str) -> int:
     """Unmatched closers plus unclosed openers."""
-    return _unmatched(line) + len(_open_brackets(line))
+    return _unmatched(line) + len(open_brackets(line))
