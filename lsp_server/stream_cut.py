@@ -61,16 +61,14 @@ class StreamCut:
         return self.done
 
     def _settled(self):
-        """The text as postprocess will read it, cut to the part later text cannot change; None
-        while it is unknown whether token healing applies."""
+        """The text as postprocess will read it; None while it is unknown whether token healing
+        applies. (A "\r" at the end that a "\n" turns into a line end decides nothing: it is
+        whitespace and no bracket.)"""
         healed_start = "\n" + self.line_prefix
         if self.line_prefix and not self.line_prefix.strip() and healed_start.startswith(self.text):
             if len(self.text) < len(healed_start):
                 return None
-        text = unheal(self.text, self.line_prefix)
-        if text.endswith("\r"):  # may become a "\r\n", which postprocess reads as "\n"
-            text = text[:-1]
-        return text.replace("\r\n", "\n")
+        return unheal(self.text, self.line_prefix).replace("\r\n", "\n")
 
     # --- single-line -------------------------------------------------------------------------
 

@@ -77,3 +77,14 @@ def test_an_unfinished_last_line_is_dropped_when_the_token_limit_hit():
     assert postprocess(text, truncated=True, **kwargs) == "files = []\n    for name in os.listdir(folder):"
     assert postprocess(text, truncated=False, **kwargs) == text
     assert postprocess("files = []", truncated=True, **kwargs) == "files = []"
+
+
+def test_a_truncated_last_line_that_a_closer_already_ended_is_kept():
+    # the cut ended the suggestion inside the last line: what the budget cut off after it is
+    # irrelevant, so the line is complete (and a stream stopped at the closer gives the same)
+    kwargs = dict(prefix="def f():\n", suffix="", line_prefix="", line_suffix="", multiline=True)
+    assert postprocess("    a = 1\n    return a) + g(", truncated=True, **kwargs) == "    a = 1\n    return a"
+    assert postprocess("    a = 1\n    return a + g(", truncated=True, **kwargs) == "    a = 1"
+    # a repeat of the suffix or a line leaving the block ends it before the last line either way
+    kwargs["suffix"] = "\n    return a\n"
+    assert postprocess("    a = 1\n    return a", truncated=True, **kwargs) == "    a = 1"
