@@ -69,6 +69,8 @@ class ModelHost:
         # (never changed in place) by the worker, read from the event loop.
         self.warmup: dict = {"compiled": [], "pending": []}
         self._warm_failed = False
+        self._loads_queued = 0  # numbers the loads, so that only the newest sets the state
+        self.newest_load: Optional[Job] = None  # the last load queued (set and read on the event loop)
         self._lock = threading.Lock()
         self._queue: "queue.Queue[Job]" = queue.Queue()
         self._thread = threading.Thread(target=self._work, name="quill-model", daemon=True)
@@ -137,8 +139,22 @@ class ModelHost:
     # --- loading -----------------------------------------------------------------------------
 
     def load(self, ref: str, *, device: str, precision: str, cache_dir, progress: ProgressCallback) -> Job:
-        """Queue loading `ref` (converting it on first use); replaces the current model."""
-        self.state, self.model_ref, self.error, self.progress = "loading", ref, None, None
+        """Queue loading `ref` (converting it on first use); replaces the current model.
+
+        The state stays "loading" until the newest queued load ends: an earlier load that ends
+        while a newer one waits in the queue (the settings changed during a load) does not make
+        the host "ready" or "error", since its model is about to be dropped."""
+        # Under the lock, as the worker's check-and-set below: a load that ends just as this one
+        # is queued can never write "ready" over this "loading".
+        with self._lock:
+            self._loads_queued += 1
+            serial = self._loads_queued
+            self.state, self.model_ref, self.error, self.progress = "loading", ref, None, None
+
+        def settle(state: str, error: Optional[str] = None) -> None:
+            with self._lock:
+                if serial == self._loads_queued:
+                    self.state, self.error, self.progress = state, error, None
 
         def on_progress(phase: str, done: int, total: int) -> None:
             self.progress = (phase, done, total)
@@ -158,12 +174,15 @@ class ModelHost:
                     engine, detect_fim(engine.tokenizer), ChatFormat.from_model_dir(engine.checkpoint_dir, engine.tokenizer)
                 )
             except BaseException as exc:
-                self.state, self.error = "error", _describe(exc)
+                settle("error", _describe(exc))
                 raise
-            self.loaded, self.state, self.progress = loaded, "ready", None
+            self.loaded = loaded
+            settle("ready")
             return loaded
 
-        return self.submit("load", run)
+        job = self.submit("load", run)
+        self.newest_load = job
+        return job
 
     # --- generating (worker thread only) ------------------------------------------------------
 

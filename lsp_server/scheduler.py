@@ -19,6 +19,16 @@ Other rules:
 - `$/cancelRequest` cancels the handler's task: the job's stop flag is set, the handler waits
   until the worker has let go of it (at most one token), then the request is answered with
   `RequestCancelled`. Every request gets exactly one response either way.
+- While the model loads (before the first load, during it, or during a reload after a settings
+  change), the newest request for a document waits for it, up to `wait_s` (the setting
+  `completion.waitForModelSeconds`; 0 answers empty at once). Editors ask once on entering insert
+  mode and not again until the next keystroke, so an empty answer here would leave a user who
+  paused without a suggestion. The wait ends when the model is ready (the request then runs as
+  usual), when the load fails or the bound passes (empty, counted `not_ready`), when a newer
+  request for the document supersedes it or `$/cancelRequest` cancels it (at once), or when a chat
+  is asked for (empty, counted `busy`: the chat would keep the model anyway). Nothing polls: every
+  load is handed to `watch_load`, which wakes the waiting requests when it is queued and when it
+  ends.
 """
 
 from __future__ import annotations
@@ -58,12 +68,58 @@ class Scheduler:
         self.counters = CompletionCounters()
         self._latest: dict[str, _Ticket] = {}
         self._last_request: dict[str, float] = {}  # event-loop time of each document's last request
+        # Resolved (and dropped) whenever the model's state may have changed or a chat was asked
+        # for; requests waiting for the model wait on it. Made on first use, on the running loop.
+        self._model_change: Optional[asyncio.Future] = None
+        self.waiting = 0  # requests waiting for the model right now
 
-    async def completion(self, uri: str, work: Callable[[Job], Optional[str]]) -> Optional[str]:
-        """The completion text for the newest request on `uri`, or None (empty result)."""
+    # --- the model's state ---------------------------------------------------------------------
+
+    def watch_load(self, job: Job) -> None:
+        """Wake the requests waiting for the model now (a load was queued) and when `job` ends."""
+        loop = asyncio.get_running_loop()
+        self._wake()
+        # The worker sets the host's state before it finishes the job's future, so a woken
+        # request already sees "ready" or "error".
+        job.future.add_done_callback(lambda _: loop.call_soon_threadsafe(self._wake))
+
+    def _wake(self) -> None:
+        change, self._model_change = self._model_change, None
+        if change is not None and not change.done():
+            change.set_result(None)
+
+    async def _until_ready(self, ticket: _Ticket, wait_s: float) -> bool:
+        """Wait (up to `wait_s`) until the model is ready; False if it failed, the bound passed,
+        a chat was asked for or the ticket was superseded meanwhile."""
+        host = self.host
+        if host.state == "ready":
+            return True
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait_s
+        self.waiting += 1
+        try:
+            while host.state in ("starting", "loading") and not ticket.superseded and not host.chat_active:
+                remaining = deadline - loop.time()
+                if remaining <= 0:
+                    break
+                if self._model_change is None:
+                    self._model_change = loop.create_future()
+                await asyncio.wait([ticket.answer, self._model_change], timeout=remaining,
+                                   return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            self.waiting -= 1
+        return host.state == "ready"
+
+    # --- completions ---------------------------------------------------------------------------
+
+    async def completion(self, uri: str, work: Callable[[Job], Optional[str]], wait_s: float = 0.0) -> Optional[str]:
+        """The completion text for the newest request on `uri`, or None (empty result).
+
+        `wait_s`: how long a request sent while the model loads waits for it."""
         counters = self.counters
         counters.requested += 1
-        if self.host.state != "ready":
+        state = self.host.state
+        if state == "error" or (state != "ready" and wait_s <= 0):
             counters.not_ready += 1
             return None
         if self.host.chat_active:
@@ -78,23 +134,30 @@ class Scheduler:
         in_burst = now - self._last_request.get(uri, float("-inf")) < DEBOUNCE_S
         self._last_request[uri] = now
         try:
-            return await self._run_ticket(ticket, work, debounce=in_burst)
+            return await self._run_ticket(ticket, work, debounce=in_burst, wait_s=wait_s)
         finally:
             if self._latest.get(uri) is ticket:
                 del self._latest[uri]
 
     async def _run_ticket(self, ticket: _Ticket, work: Callable[[Job], Optional[str]], *,
-                          debounce: bool) -> Optional[str]:
+                          debounce: bool, wait_s: float) -> Optional[str]:
         try:
-            if debounce:
+            # A request that waited for the model needs no debounce: any newer one superseded it.
+            if debounce and self.host.state == "ready":
                 await asyncio.wait([ticket.answer], timeout=DEBOUNCE_S)
+            ready = await self._until_ready(ticket, wait_s)
         except asyncio.CancelledError:
             self.counters.cancelled += 1
             raise
         if ticket.superseded:
             self.counters.superseded += 1
             return None
-        if self.host.chat_active:  # a chat arrived during the debounce: it keeps the model
+        if self.host.chat_active:  # a chat arrived during the debounce or the wait: it keeps the model
+            self.counters.busy += 1
+            return None
+        if not ready:  # the load failed, or did not end within wait_s
+            self.counters.not_ready += 1
+            return None
             self.counters.busy += 1
             return None
         job = ticket.job = self.host.submit("completion", lambda job: self._counted(job, work))
@@ -124,6 +187,7 @@ class Scheduler:
     async def chat(self, work: Callable[[Job], Any]) -> Any:
         """Run a chat job to its end; on cancellation stop it, wait for it, then re-raise."""
         job = self.host.submit("chat", work)
+        self._wake()  # completions waiting for the model give way to the chat now
         try:
             return await asyncio.shield(asyncio.wrap_future(job.future))
         except asyncio.CancelledError:

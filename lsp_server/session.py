@@ -123,14 +123,22 @@ class QuillServer(LanguageServer):
             cache_dir=s.cache_dir,
             progress=lambda *p: loop.call_soon_threadsafe(reporter.report, *p),
         )
+        self.scheduler.watch_load(job)  # completions sent meanwhile wait for this load
         self.load_started.set()
         try:
             loaded = await asyncio.wrap_future(job.future)
         except BaseException as exc:
-            reporter.end(f"Failed: {self.host.error}")
-            self.window_show_message(types.ShowMessageParams(types.MessageType.Error, f"Quill: {self.host.error}"))
+            if job is not self.host.newest_load:  # the settings changed meanwhile: not the user's model any more
+                reporter.end(f"Replaced by {self.host.model_ref}")
+                log.warning("loading %s failed, and a newer load replaces it: %s", s.model_ref, exc)
+            else:
+                reporter.end(f"Failed: {self.host.error}")
+                self.window_show_message(types.ShowMessageParams(types.MessageType.Error, f"Quill: {self.host.error}"))
             if not isinstance(exc, Exception):
                 raise
+            return
+        if job is not self.host.newest_load:
+            reporter.end(f"Replaced by {self.host.model_ref}")
             return
         engine = loaded.engine
         message = f"{s.model_ref} ready on {engine.device} ({engine.dtype})"
@@ -157,7 +165,8 @@ class QuillServer(LanguageServer):
         """The suggestion text for `request` under the scheduler's rules (None = empty result)."""
         await self.settings_settled.wait()
         host = self.host
-        text = await self.scheduler.completion(uri, lambda job: completion.run(host, job, request))
+        wait_s = self.settings.completion.wait_for_model_seconds
+        text = await self.scheduler.completion(uri, lambda job: completion.run(host, job, request), wait_s)
         if text is not None:
             self.acceptance.shown += 1
         return text
