@@ -5,8 +5,10 @@ SmolLM2 GGUF on CPU, and a Lua scenario (`tests/e2e/nvim/scenarios.lua`) types l
 Each scenario writes a JSON record of what the user would see; the assertions are here:
 a ghost-text suggestion appears and <Tab> inserts exactly it (built-in
 `vim.lsp.inline_completion`, and the plugin's own virtual text used before 0.12), the server
-counts the acceptance, `:QuillChat` streams the reply into the chat buffer delta by delta (also
-for a line range), and `:QuillHistory` in a restarted Neovim shows the conversation.
+counts the acceptance, the one request sent on entering insert mode while the server still
+converts and loads the model brings the ghost text once the model is ready, `:QuillChat`
+streams the reply into the chat buffer delta by delta (also for a line range), and
+`:QuillHistory` in a restarted Neovim shows the conversation.
 The tests skip only where Neovim cannot be fetched or run.
 """
 
@@ -58,18 +60,22 @@ def quill_env(first_use, session_cache, tmp_path_factory) -> dict:
 
     The model cache is the e2e session's (`first_use` converted the GGUF into it)."""
     root = tmp_path_factory.mktemp("quill-nvim")
+    settings = {"model": str(smollm2_gguf()), "device": "cpu", "completion": {"maxTokens": 24}, "chat": {"maxTokens": 48}}
+    return editor_env(root, session_cache, settings, SOURCE)
+
+
+def editor_env(root: Path, cache: Path, settings: dict, source: str) -> dict:
+    """The environment of a Neovim run: the server command and settings, the file to edit (with
+    `source`) in a workspace under `root`, the model cache, and Neovim's own folders."""
     workspace = root / "workspace"
-    workspace.mkdir()
-    (workspace / "fib.py").write_text(SOURCE)
+    workspace.mkdir(parents=True)
+    (workspace / "fib.py").write_text(source)
     env = dict(os.environ)
     env.update(
-        QUILL_CACHE_DIR=str(session_cache),
+        QUILL_CACHE_DIR=str(cache),
         QUILL_DATA_DIR=str(root / "data"),
         QUILL_E2E_CMD=json.dumps(server_command()),
-        QUILL_E2E_SETTINGS=json.dumps(
-            {"model": str(smollm2_gguf()), "device": "cpu",
-             "completion": {"maxTokens": 24}, "chat": {"maxTokens": 48}}
-        ),
+        QUILL_E2E_SETTINGS=json.dumps(settings),
         QUILL_E2E_FILE=str(workspace / "fib.py"),
         QUILL_E2E_MESSAGE=MESSAGE,
         QUILL_E2E_MESSAGE2=MESSAGE2,
@@ -135,6 +141,28 @@ def test_virtual_text_fallback_ghost_text_and_accept(nvim, quill_env, tmp_path):
     record = run_scenario(nvim, quill_env, "inline", tmp_path, QUILL_E2E_INLINE="virtual_text")
     assert record["builtin"] is False, "the plugin's own ghost text (Neovim before 0.12)"
     check_accepted(record)
+
+
+def test_ghost_text_asked_for_while_the_model_loads_appears_once_it_is_ready(nvim, tmp_path):
+    """From an empty model cache (the server converts the GGUF first), the user enters insert
+    mode at the end of an unfinished line before the model is ready and types nothing more."""
+    cache = tmp_path / "empty-cache"
+    cache.mkdir()
+    # float32: no compile of the decode step (the other tests cover the default precision);
+    # the bound is raised so that a slow machine cannot turn a late answer into an empty one.
+    settings = {"model": str(smollm2_gguf()), "device": "cpu", "precision": "float32",
+                "completion": {"maxTokens": 24, "waitForModelSeconds": 600}}
+    env = editor_env(tmp_path / "editor", cache, settings, SOURCE + "    return fib\n")
+    record = run_scenario(nvim, env, "inline_while_loading", tmp_path)
+    assert record["builtin"] is True, "Neovim 0.12 uses the built-in vim.lsp.inline_completion"
+    # Neovim asked once, on entering insert mode, before the load had ended; that answer is the
+    # ghost text (no keystroke after it could have asked again).
+    assert record["inline_requests"] == [{"load_ended": False, "items": 1}], record["inline_requests"]
+    assert record["line_before"] == "    return fib"
+    check_accepted(record)
+    completions = record["completions_after"]
+    assert completions["requested"] == 1 and completions["generated"] == 1, completions
+    assert completions["notReady"] == 0, completions
 
 
 def check_streamed(turn: dict) -> None:

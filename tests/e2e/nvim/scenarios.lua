@@ -2,7 +2,7 @@
 ---
 ---   nvim --headless -u NONE -i NONE -n --cmd 'set rtp^=editor-clients/nvim' -c 'luafile THIS'
 ---
---- Environment: QUILL_E2E_SCENARIO (inline | chat | history), QUILL_E2E_RESULT (JSON written
+--- Environment: QUILL_E2E_SCENARIO (inline | inline_while_loading | chat | history), QUILL_E2E_RESULT (JSON written
 --- here), QUILL_E2E_CMD (JSON list: the server command), QUILL_E2E_SETTINGS (JSON: `quill`
 --- settings), QUILL_E2E_INLINE (auto | virtual_text), QUILL_E2E_FILE (the Python file to open).
 --- Each scenario records what a user would see; the pytest side makes the assertions.
@@ -94,17 +94,12 @@ end
 
 local scenarios = {}
 
-function scenarios.inline()
-  local ready = open_file_and_wait_ready()
-  R.model_device = ready.device
-  R.accepted_before = ready.acceptance.accepted
-  R.builtin = require('quill.inline').builtin_available(require('quill').options)
-  local namespace = R.builtin and 'nvim.lsp.inline_completion' or 'quill.ghost'
-  -- A user finishing the last line of the function.
-  H.type(os.getenv('QUILL_E2E_KEYS') or 'Go    return fib')
+--- Wait for ghost text in insert mode, accept it with <Tab>, leave insert mode and wait until
+--- the server has counted the acceptance; record what the user saw and got.
+local function accept_ghost(namespace, timeout_ms)
   local ghost = H.wait_for('a ghost-text suggestion', function()
     return vim.api.nvim_get_mode().mode == 'i' and ghost_text(namespace)
-  end)
+  end, timeout_ms)
   R.ghost = ghost
   R.line_before = vim.api.nvim_get_current_line()
   R.row = vim.api.nvim_win_get_cursor(0)[1] - 1
@@ -122,6 +117,69 @@ function scenarios.inline()
     return s.acceptance.accepted > R.accepted_before
   end)
   R.acceptance_after = status.acceptance
+  R.completions_after = status.completions
+end
+
+local function inline_namespace()
+  R.builtin = require('quill.inline').builtin_available(require('quill').options)
+  return R.builtin and 'nvim.lsp.inline_completion' or 'quill.ghost'
+end
+
+function scenarios.inline()
+  local ready = open_file_and_wait_ready()
+  R.model_device = ready.device
+  R.accepted_before = ready.acceptance.accepted
+  local namespace = inline_namespace()
+  -- A user finishing the last line of the function.
+  H.type(os.getenv('QUILL_E2E_KEYS') or 'Go    return fib')
+  accept_ghost(namespace)
+end
+
+--- The user opens a file and enters insert mode while the server still loads the model, then
+--- types nothing more: the one automatic request Neovim sends must bring the ghost text.
+function scenarios.inline_while_loading()
+  R.load_ended = false
+  vim.api.nvim_create_autocmd('LspProgress', {
+    pattern = 'end',
+    callback = function()
+      R.load_ended = true
+    end,
+  })
+  vim.cmd.edit(vim.fn.fnameescape(assert(os.getenv('QUILL_E2E_FILE'))))
+  local client = H.wait_for('the quill client to attach', function()
+    return vim.lsp.get_clients({ bufnr = 0, name = 'quill' })[1]
+  end)
+  -- Note each inline request as Neovim sends it, whether the load had ended by then, and how
+  -- many items its answer held (Neovim's own handler still gets every answer).
+  R.inline_requests = {}
+  local request = client.request
+  client.request = function(self, method, params, handler, ...)
+    if method ~= 'textDocument/inlineCompletion' then
+      return request(self, method, params, handler, ...)
+    end
+    local sent = { load_ended = R.load_ended }
+    table.insert(R.inline_requests, sent)
+    return request(self, method, params, function(err, result, ...)
+      sent.items = result and #(result.items or result) or vim.NIL
+      return handler(err, result, ...)
+    end, ...)
+  end
+  R.accepted_before = 0
+  local namespace = inline_namespace()
+  H.type(os.getenv('QUILL_E2E_KEYS') or 'GA')
+  H.wait_for('insert mode', function()
+    return vim.api.nvim_get_mode().mode == 'i'
+  end)
+  -- An empty answer would leave the user without ghost text for good: fail at once, not after
+  -- the whole wait.
+  H.wait_for('an answer with a suggestion', function()
+    local last = R.inline_requests[#R.inline_requests]
+    if last and last.items == 0 then
+      error('the server answered the inline request empty')
+    end
+    return last and last.items
+  end, 600000)
+  accept_ghost(namespace)
 end
 
 --- Run :QuillChat (`cmd`) and wait for its reply; record every state of the buffer while the
