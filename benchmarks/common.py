@@ -86,6 +86,17 @@ def environment() -> dict:
                     cuda=torch.version.cuda)
     else:
         info["device"] = platform.processor() or "cpu"
+    from runtime import cpu_features
+
+    # Every result file names the CPU: its model, its vector flags, the kernel path Quill chose
+    # (and a cap set through QUILL_CPU_KERNEL / ATEN_CPU_CAPABILITY, when a run stands in for
+    # a smaller CPU).
+    info["cpu"] = {"model": cpu_features.cpu_model(), "vector_flags": cpu_features.vector_flags(),
+                   "supported_paths": cpu_features.supported_paths(),
+                   "kernel_path": cpu_features.chosen_path(),
+                   "caps": {k: os.environ[k] for k in (cpu_features.OVERRIDE_ENV, "ATEN_CPU_CAPABILITY",
+                                                       "ONEDNN_MAX_CPU_ISA") if k in os.environ},
+                   "aten_capability": str(torch.backends.cpu.get_cpu_capability())}
     return info
 
 

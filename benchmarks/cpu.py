@@ -26,6 +26,7 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -187,12 +188,29 @@ def measure_llamacpp(gguf: Path, prompts: dict, runs: int, threads: int) -> dict
     proc = subprocess.run([str(python), str(Path(__file__).with_name("llamacpp_child.py"))],
                           input=json.dumps(job), capture_output=True, text=True, timeout=900)
     if proc.returncode != 0:
-        raise RuntimeError(f"llama.cpp child failed: {proc.stderr[-2000:]}")
+        raise RuntimeError(f"llama.cpp child failed: {describe_exit(proc)}")
     res = json.loads(proc.stdout.strip().splitlines()[-1])
     res["typing_engine"] = latency_summary(res["typing_engine"]["latencies_s"])
     res["cpu_busy_before"] = busy
     res["threads"] = threads
     return res
+
+
+def describe_exit(proc: subprocess.CompletedProcess) -> str:
+    """How a child process ended, in words: its exit code or the signal that killed it (an
+    illegal instruction is a build for features this CPU lacks), and the end of its stderr."""
+    code = proc.returncode
+    if code < 0:
+        try:
+            how = f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            how = f"killed by signal {-code}"
+        if -code == signal.SIGILL:
+            how += " (an instruction this CPU lacks: the build names features the CPU does not have)"
+    else:
+        how = f"exit code {code}"
+    tail = (proc.stderr or "").strip()[-2000:]
+    return f"{how}; stderr: {tail}" if tail else f"{how}; no output on stderr"
 
 
 def measure_hf(gguf: Path, prompts: dict, runs: int) -> dict:

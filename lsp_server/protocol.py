@@ -103,7 +103,7 @@ class ClearHistoryResult:
 
 @dataclass
 class Progress:
-    phase: str  # "download" | "convert" | "load"
+    phase: str  # "download" | "convert" | "load" | "compile"
     done: int
     total: int
 

@@ -180,8 +180,10 @@ async def _try(args) -> int:
         flags = server_flags(args)
         if getattr(args, "data_dir", None) is None:
             flags += ["--data_dir", str(workspace / ".quill-data")]
-        session = Session(_write, lambda text: print(f"  ... {text}", flush=True))
         started = time.perf_counter()
+        # one line per phase of the first load (download, convert, load, compile), with the time
+        # since the start at which it began
+        session = Session(_write, lambda text: print(f"  ... {text:<25} {_ms(started)}", flush=True))
         print("quill try: starting `quill serve` over stdio", flush=True)
         await session.start(flags, workspace)
         print(f"initialize answered          {_ms(started)}", flush=True)
@@ -196,6 +198,8 @@ async def _try_steps(session: Session, workspace: Path, message: str, started: f
     status = await session.wait_ready()
     print(f"model ready                  {_ms(started)}  ({session.load_message})", flush=True)
     print(f"  model {status['model']}, device {status['device']}, dtype {status['dtype']}")
+    if status.get("cpuKernel"):
+        print(f"  CPU kernel path {status['cpuKernel']}")
 
     path = workspace / SAMPLE_NAME
     path.write_text(SAMPLE, encoding="utf-8")

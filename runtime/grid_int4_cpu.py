@@ -1,19 +1,28 @@
-"""A CPU matrix-vector kernel for `GridInt4Linear` (4-bit codes, float32 activations).
+"""A CPU kernel for `GridInt4Linear` (4-bit codes, float32 activations), one path per CPU kind.
 
 Decode of the default CPU model is one matrix-vector product per linear. Inductor's own loop for
 `(codes * scale + zero) * x` keeps one vector accumulator per output row, so every step waits
 for the previous add: measured about 7 G weights/s on two cores (`benchmarks/README.md`). This
-kernel reads the codes packed two to a byte (decode on two cores is then memory-bound: the
-bytes are what count), works on four output rows at once with independent accumulators, and
-takes scale and zero out of the inner loop: sum(w x) = sum over groups of scale * sum(code * x)
-+ zero * sum(x). The weights are the same as the float32 model's; only the order of the float32
-sums differs. AVX-512 where the build has it, plain C++ otherwise. It is built once through
-Inductor's own C++ code cache (with the vector flags Inductor picked for this CPU), so it needs
-nothing that `torch.compile` on CPU does not need already.
+kernel reads the codes packed two to a byte, widens each group's 16 bytes once and splits the
+nibbles in 32-bit lanes (one zero-extending load, an AND and a shift), works on four output rows
+at once with independent accumulators, and takes scale and zero out of the inner loop:
+sum(w x) = sum over groups of scale * sum(code * x) + zero * sum(x).
 
-`grid_int4_gemv` is a torch custom op, so a compiled decode step calls it as one opaque kernel;
-`available()` is False when the build fails (no compiler, an older torch), and the caller keeps
-its pure-PyTorch expression then.
+Paths, chosen at run time from what this CPU reports (`cpu_features.py`), never from the flags
+of the machine that built them: AVX-512 (16 lanes), AVX2 + FMA (8 lanes; most laptops and many
+servers), and plain C++. All three live in one build: each vector function carries its own
+`target` attribute, so the build needs no CPU flags and the same library serves every CPU.
+
+Several rows of x (prefill of a few typed characters, a speculative draft's verification) share
+one widening of the weights: for each group and output row the codes are converted once and
+multiplied with every x row. Each (x row, output row) pair goes through the same operations in
+the same order whatever the number of x rows, so a row's result does not depend on its batch:
+verifying drafts gives bit for bit the logits that decoding one token at a time gives.
+
+The library is built once through Inductor's C++ code cache (cached on disk), so it needs
+nothing that `torch.compile` on CPU does not need already. `grid_int4_mm` is a torch custom op,
+so a compiled decode step calls it as one opaque kernel; `available()` is False when the build
+fails (no compiler, an older torch), and the caller keeps its PyTorch expression then.
 """
 
 from __future__ import annotations
@@ -23,60 +32,156 @@ import threading
 
 import torch
 
+from . import cpu_features
+
 log = logging.getLogger(__name__)
 
 GROUP = 32
-ROWS = 4  # output rows per loop: independent accumulators
+ROWS = 4  # output rows per tile: independent accumulators
+MAX_ROWS_OF_X = 64  # more x rows than this: dequantize once and use the float32 matmul
+PATH_IDS = {"plain": 0, "avx2": 1, "avx512": 2}
 
 _SOURCE = r"""
-#include <torch/csrc/inductor/cpp_prefix.h>
-#if defined(__AVX512F__) && !defined(QUILL_PLAIN_CPP)
 #include <immintrin.h>
-#endif
+#include <cstdint>
+#include <vector>
+
 // codes: [N, K/2] bytes; in each group of 32 inputs, byte j holds code j (low nibble) and code
-// j + 16 (high nibble).  sum(w * x) = sum_g scale_g * sum_j code_j x_j + zero_g * sum_j x_j.
-extern "C" void kernel(const float* x, const uint8_t* codes, const float* scales,
-                       const float* zeros, float* y, const int64_t N, const int64_t K)
-{
-    const int64_t G = K / 32, B = K / 2;
-    std::vector<float> xsum(G);
+// j + 16 (high nibble).  y[m, n] = sum_g scale[n,g] * sum_j code[n,j] x[m,j] + zero[n,g] * xsum[m,g].
+namespace {
+constexpr int R = 4;        // output rows per tile
+constexpr int MB = 16;      // x rows per pass (accumulators live on the stack)
+
+template <bool ONE>
+void tile_plain(const float* x, const uint8_t* codes, const float* scales, const float* zeros,
+                const float* xsum, float* y, int64_t M, int64_t N, int64_t K, int64_t n0) {
+    const int64_t G = K / 32, B = K / 2, MM = ONE ? 1 : M;
+    float acc[ONE ? 1 : MB][R] = {}, zacc[ONE ? 1 : MB][R] = {};
     for (int64_t g = 0; g < G; g++) {
-        float t = 0;
-        for (int64_t j = 0; j < 32; j++) t += x[g * 32 + j];
-        xsum[g] = t;
-    }
-    #pragma omp parallel for
-    for (int64_t n0 = 0; n0 < N; n0 += 4) {
-        float zacc[4] = {0, 0, 0, 0};
-#if defined(__AVX512F__) && !defined(QUILL_PLAIN_CPP)
-        __m512 acc[4] = {_mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps(), _mm512_setzero_ps()};
-        const __m128i low4 = _mm_set1_epi8(0x0F);
-        for (int64_t g = 0; g < G; g++) {
-            const __m512 xlo = _mm512_loadu_ps(x + g * 32), xhi = _mm512_loadu_ps(x + g * 32 + 16);
-            for (int r = 0; r < 4; r++) {
-                const __m128i b = _mm_loadu_si128((const __m128i*)(codes + (n0 + r) * B + g * 16));
-                const __m512 qlo = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_and_si128(b, low4)));
-                const __m512 qhi = _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_and_si128(_mm_srli_epi16(b, 4), low4)));
-                const __m512 dot = _mm512_fmadd_ps(qhi, xhi, _mm512_mul_ps(qlo, xlo));
-                acc[r] = _mm512_fmadd_ps(dot, _mm512_set1_ps(scales[(n0 + r) * G + g]), acc[r]);
-                zacc[r] += zeros[(n0 + r) * G + g] * xsum[g];
-            }
-        }
-        for (int r = 0; r < 4; r++) y[n0 + r] = _mm512_reduce_add_ps(acc[r]) + zacc[r];
-#else
-        float acc[4] = {0, 0, 0, 0};
-        for (int64_t g = 0; g < G; g++) {
-            for (int r = 0; r < 4; r++) {
-                const uint8_t* b = codes + (n0 + r) * B + g * 16;
+        for (int r = 0; r < R; r++) {
+            const uint8_t* b = codes + (n0 + r) * B + g * 16;
+            float q[32];
+            for (int j = 0; j < 16; j++) { q[j] = float(b[j] & 15); q[16 + j] = float(b[j] >> 4); }
+            const float s = scales[(n0 + r) * G + g], z = zeros[(n0 + r) * G + g];
+            for (int64_t m = 0; m < MM; m++) {
+                const float* xg = x + m * K + g * 32;
                 float dot = 0;
-                for (int j = 0; j < 16; j++)
-                    dot += float(b[j] & 15) * x[g * 32 + j] + float(b[j] >> 4) * x[g * 32 + 16 + j];
-                acc[r] += dot * scales[(n0 + r) * G + g];
-                zacc[r] += zeros[(n0 + r) * G + g] * xsum[g];
+                for (int j = 0; j < 32; j++) dot += q[j] * xg[j];
+                acc[m][r] += dot * s;
+                zacc[m][r] += z * xsum[m * G + g];
             }
         }
-        for (int r = 0; r < 4; r++) y[n0 + r] = acc[r] + zacc[r];
-#endif
+    }
+    for (int64_t m = 0; m < MM; m++)
+        for (int r = 0; r < R; r++) y[m * N + n0 + r] = acc[m][r] + zacc[m][r];
+}
+
+__attribute__((target("avx2,fma"))) inline float hsum_avx2(__m256 v) {
+    __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    return _mm_cvtss_f32(s);
+}
+
+template <bool ONE>
+__attribute__((target("avx2,fma")))
+void tile_avx2(const float* x, const uint8_t* codes, const float* scales, const float* zeros,
+               const float* xsum, float* y, int64_t M, int64_t N, int64_t K, int64_t n0) {
+    const int64_t G = K / 32, B = K / 2, MM = ONE ? 1 : M;
+    __m256 acc[ONE ? 1 : MB][R];
+    float zacc[ONE ? 1 : MB][R] = {};
+    for (int64_t m = 0; m < MM; m++)
+        for (int r = 0; r < R; r++) acc[m][r] = _mm256_setzero_ps();
+    const __m256i low4 = _mm256_set1_epi32(15);
+    for (int64_t g = 0; g < G; g++) {
+        for (int r = 0; r < R; r++) {
+            const uint8_t* b = codes + (n0 + r) * B + g * 16;
+            const __m256i b0 = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i*)b));
+            const __m256i b1 = _mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i*)(b + 8)));
+            const __m256 q0 = _mm256_cvtepi32_ps(_mm256_and_si256(b0, low4));  // codes 0..7
+            const __m256 q1 = _mm256_cvtepi32_ps(_mm256_and_si256(b1, low4));  // codes 8..15
+            const __m256 q2 = _mm256_cvtepi32_ps(_mm256_srli_epi32(b0, 4));    // codes 16..23
+            const __m256 q3 = _mm256_cvtepi32_ps(_mm256_srli_epi32(b1, 4));    // codes 24..31
+            const __m256 s = _mm256_set1_ps(scales[(n0 + r) * G + g]);
+            const float z = zeros[(n0 + r) * G + g];
+            for (int64_t m = 0; m < MM; m++) {
+                const float* xg = x + m * K + g * 32;
+                __m256 lo = _mm256_mul_ps(q0, _mm256_loadu_ps(xg));
+                __m256 hi = _mm256_mul_ps(q2, _mm256_loadu_ps(xg + 16));
+                lo = _mm256_fmadd_ps(q1, _mm256_loadu_ps(xg + 8), lo);
+                hi = _mm256_fmadd_ps(q3, _mm256_loadu_ps(xg + 24), hi);
+                acc[m][r] = _mm256_fmadd_ps(_mm256_add_ps(lo, hi), s, acc[m][r]);
+                zacc[m][r] += z * xsum[m * G + g];
+            }
+        }
+    }
+    for (int64_t m = 0; m < MM; m++)
+        for (int r = 0; r < R; r++) y[m * N + n0 + r] = hsum_avx2(acc[m][r]) + zacc[m][r];
+}
+
+template <bool ONE>
+__attribute__((target("avx512f,avx512bw")))
+void tile_avx512(const float* x, const uint8_t* codes, const float* scales, const float* zeros,
+                 const float* xsum, float* y, int64_t M, int64_t N, int64_t K, int64_t n0) {
+    const int64_t G = K / 32, B = K / 2, MM = ONE ? 1 : M;
+    __m512 acc[ONE ? 1 : MB][R];
+    float zacc[ONE ? 1 : MB][R] = {};
+    for (int64_t m = 0; m < MM; m++)
+        for (int r = 0; r < R; r++) acc[m][r] = _mm512_setzero_ps();
+    const __m512i low4 = _mm512_set1_epi32(15);
+    for (int64_t g = 0; g < G; g++) {
+        for (int r = 0; r < R; r++) {
+            const uint8_t* b = codes + (n0 + r) * B + g * 16;
+            const __m512i w = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i*)b));
+            const __m512 qlo = _mm512_cvtepi32_ps(_mm512_and_si512(w, low4));  // codes 0..15
+            const __m512 qhi = _mm512_cvtepi32_ps(_mm512_srli_epi32(w, 4));    // codes 16..31
+            const __m512 s = _mm512_set1_ps(scales[(n0 + r) * G + g]);
+            const float z = zeros[(n0 + r) * G + g];
+            for (int64_t m = 0; m < MM; m++) {
+                const float* xg = x + m * K + g * 32;
+                const __m512 dot = _mm512_fmadd_ps(qhi, _mm512_loadu_ps(xg + 16),
+                                                   _mm512_mul_ps(qlo, _mm512_loadu_ps(xg)));
+                acc[m][r] = _mm512_fmadd_ps(dot, s, acc[m][r]);
+                zacc[m][r] += z * xsum[m * G + g];
+            }
+        }
+    }
+    for (int64_t m = 0; m < MM; m++)
+        for (int r = 0; r < R; r++) y[m * N + n0 + r] = _mm512_reduce_add_ps(acc[m][r]) + zacc[m][r];
+}
+
+template <bool ONE>
+void tile(int64_t path, const float* x, const uint8_t* codes, const float* scales, const float* zeros,
+          const float* xsum, float* y, int64_t M, int64_t N, int64_t K, int64_t n0) {
+    if (path == 2) tile_avx512<ONE>(x, codes, scales, zeros, xsum, y, M, N, K, n0);
+    else if (path == 1) tile_avx2<ONE>(x, codes, scales, zeros, xsum, y, M, N, K, n0);
+    else tile_plain<ONE>(x, codes, scales, zeros, xsum, y, M, N, K, n0);
+}
+}  // namespace
+
+// x [M, K] float32, codes [N, K/2], scales and zeros [N, K/32] float32 -> y [M, N].
+// path: 0 plain, 1 AVX2+FMA, 2 AVX-512 (the caller checks that the CPU has it).
+extern "C" void kernel(const float* x, const uint8_t* codes, const float* scales, const float* zeros,
+                       float* y, const int64_t M, const int64_t N, const int64_t K, const int64_t path)
+{
+    const int64_t G = K / 32;
+    std::vector<float> xsum(M * G);
+    for (int64_t m = 0; m < M; m++)
+        for (int64_t g = 0; g < G; g++) {
+            float t = 0;
+            for (int64_t j = 0; j < 32; j++) t += x[m * K + g * 32 + j];
+            xsum[m * G + g] = t;
+        }
+    for (int64_t m0 = 0; m0 < M; m0 += MB) {
+        const int64_t mc = M - m0 < MB ? M - m0 : MB;
+        const float* xm = x + m0 * K;
+        const float* sm = xsum.data() + m0 * G;
+        float* ym = y + m0 * N;
+        #pragma omp parallel for
+        for (int64_t n0 = 0; n0 < N; n0 += R) {
+            if (mc == 1) tile<true>(path, xm, codes, scales, zeros, sm, ym, 1, N, K, n0);
+            else tile<false>(path, xm, codes, scales, zeros, sm, ym, mc, N, K, n0);
+        }
     }
 }
 """
@@ -84,29 +189,33 @@ extern "C" void kernel(const float* x, const uint8_t* codes, const float* scales
 _lock = threading.Lock()
 _kernel = None
 _failed = False
+_path = "plain"
 
 
-def compile_kernel(plain: bool = False):
-    """Build the kernel (cached on disk by Inductor). `plain` leaves out the AVX-512 path, as a
-    CPU without it gets (the tests check both)."""
+def compile_kernel():
+    """Build the library (cached on disk by Inductor): every path, chosen per call."""
     from torch._inductor.codecache import CppPythonBindingsCodeCache
 
-    source = ("#define QUILL_PLAIN_CPP\n" if plain else "") + _SOURCE
     return CppPythonBindingsCodeCache.load_pybinding(
         ["const float*", "const uint8_t*", "const float*", "const float*", "float*",
-         "const int64_t", "const int64_t"], source)
+         "const int64_t", "const int64_t", "const int64_t", "const int64_t"], _SOURCE)
 
 
 def _build():
-    """The kernel for this process, built on first use (a second or two the first time)."""
-    global _kernel, _failed
+    """The library for this process, built on first use (a few seconds the first time)."""
+    global _kernel, _failed, _path
     with _lock:
         if _kernel is None and not _failed:
+            wanted = cpu_features.chosen_path()
             try:
                 _kernel = compile_kernel()
+                _path = wanted
+                log.info("4-bit CPU kernel: %s path (CPU: %s; supports %s)", _path, cpu_features.cpu_model(),
+                         ", ".join(cpu_features.supported_paths()))
             except Exception as exc:  # noqa: BLE001 - no compiler, or the internal API moved
                 _failed = True
-                log.info("4-bit CPU kernel unavailable (%s); using the PyTorch expression", exc)
+                log.warning("4-bit CPU kernel unavailable (%s); using the slower PyTorch expression "
+                            "for 4-bit weights", exc)
     return _kernel
 
 
@@ -114,20 +223,40 @@ def available() -> bool:
     return _build() is not None
 
 
+def kernel_path() -> str | None:
+    """The path the kernel runs on this CPU ("avx512", "avx2", "plain"), or None without a build."""
+    return _path if available() else None
+
+
 def supports(out_features: int, in_features: int, group_size: int) -> bool:
     return group_size == GROUP and out_features % ROWS == 0 and in_features % GROUP == 0
 
 
-@torch.library.custom_op("quill::grid_int4_gemv", mutates_args=())
-def grid_int4_gemv(x: torch.Tensor, codes: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor) -> torch.Tensor:
-    """x [1, K] float32, codes [N, K/2] packed (`quantize._pack_nibbles`), scales and zeros
-    [N, K/32] float32 -> [1, N]."""
-    n, k = codes.shape[0], codes.shape[1] * 2
-    y = torch.empty(1, n, dtype=torch.float32)
-    _build()(x.contiguous(), codes, scales, zeros, y, n, k)
+def run(x: torch.Tensor, codes: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor,
+        path: str | None = None) -> torch.Tensor:
+    """x [M, K] float32 -> [M, N] on `path` (default: this CPU's); the tests name each path the
+    CPU supports."""
+    chosen = path or _path
+    if chosen not in cpu_features.supported_paths():
+        raise ValueError(f"this CPU cannot run the {chosen} path ({cpu_features.supported_paths()})")
+    x = x.contiguous()
+    m, n, k = x.shape[0], codes.shape[0], codes.shape[1] * 2
+    y = torch.empty(m, n, dtype=torch.float32)
+    _build()(x, codes, scales, zeros, y, m, n, k, PATH_IDS[chosen])
     return y
 
 
-@grid_int4_gemv.register_fake
+@torch.library.custom_op("quill::grid_int4_mm", mutates_args=())
+def grid_int4_mm(x: torch.Tensor, codes: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor) -> torch.Tensor:
+    """x [M, K] float32, codes [N, K/2] packed (`quantize._pack_nibbles`), scales and zeros
+    [N, K/32] float32 -> [M, N], on this CPU's path."""
+    x = x.contiguous()
+    m, n = x.shape[0], codes.shape[0]
+    y = torch.empty(m, n, dtype=torch.float32)
+    _kernel(x, codes, scales, zeros, y, m, n, codes.shape[1] * 2, PATH_IDS[_path])
+    return y
+
+
+@grid_int4_mm.register_fake
 def _(x, codes, scales, zeros):
-    return x.new_empty(1, codes.shape[0])
+    return x.new_empty(x.shape[0], codes.shape[0])

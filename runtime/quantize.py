@@ -278,9 +278,11 @@ class GridInt4Linear(nn.Module):
     """A linear whose weights are 4-bit already (a Q4_0/Q4_1 GGUF), kept as 4-bit codes, two to
     a byte, plus a float32 scale and zero per group: an eighth of float32's bytes, the same values.
 
-    Activations stay float32. The compiled decode step (one row) reads the packed codes and
-    dequantizes them inside the product; longer inputs (prefill, eager steps) dequantize the
-    matrix and use the float32 matmul, so they give float32's results exactly.
+    Activations stay float32. Up to `grid_int4_cpu.MAX_ROWS_OF_X` rows of input (decode, a
+    few typed tokens, a draft's verification; eager or compiled) go through the C++ kernel,
+    which reads the packed codes and dequantizes them inside the product; longer inputs (the
+    prefill of a whole file) dequantize the matrix once and use the float32 matmul, so they give
+    float32's results exactly.
 
     Packing: byte j of a group holds code j in its low nibble and code j + g/2 in its high one
     (GGUF's own order), so each half unpacks to a contiguous run of inputs."""
@@ -293,8 +295,8 @@ class GridInt4Linear(nn.Module):
         self.register_buffer("scales", scales, persistent=True)  # [N, K/g] float32
         self.register_buffer("zeros", zeros, persistent=True)  # [N, K/g] float32
         self.register_buffer("bias", bias, persistent=True)
-        # The compiled decode step's product goes through a C++ kernel where it builds
-        # (`grid_int4_cpu.py`: twice Inductor's speed for this loop); else a PyTorch expression.
+        # Short inputs go through a C++ kernel where it builds (`grid_int4_cpu.py`: several
+        # times Inductor's speed for this loop); else a PyTorch expression.
         self.use_kernel = (codes.device.type == "cpu"
                            and grid_int4_cpu.supports(self.out_features, self.in_features, group_size)
                            and grid_int4_cpu.available())
@@ -329,12 +331,12 @@ class GridInt4Linear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
         x2 = x.reshape(-1, self.in_features)
-        if x2.shape[0] == 1 and torch.compiler.is_compiling() and self.use_kernel:
-            y = torch.ops.quill.grid_int4_gemv(x2, self.packed, self.scales, self.zeros)
+        if self.use_kernel and x2.shape[0] <= grid_int4_cpu.MAX_ROWS_OF_X and x2.dtype == torch.float32:
+            y = torch.ops.quill.grid_int4_mm(x2, self.packed, self.scales, self.zeros)
         elif x2.shape[0] == 1 and torch.compiler.is_compiling():
             y = self._decode_row(_materialized(x2))
-        else:
-            y = F.linear(x2, self.dequantize())
+        else:  # the bias inside the matmul, as nn.Linear adds it: float32's rounding exactly
+            return F.linear(x2, self.dequantize(), self.bias).reshape(*shape[:-1], self.out_features)
         return _output(y, shape, self.out_features, self.bias)
 
     def extra_repr(self) -> str:
