@@ -14,6 +14,7 @@ M.namespace = vim.api.nvim_create_namespace('quill.ghost')
 ---@field client vim.lsp.Client
 ---@field timer uv.uv_timer_t
 ---@field tick integer changedtick when the last request was sent
+---@field pending? integer id of the request in flight (cancelled when the user leaves insert mode)
 ---@field item? {text: string, range?: lsp.Range, command?: lsp.Command, row: integer, col: integer}
 
 ---@type table<integer, quill.GhostState>
@@ -101,7 +102,11 @@ local function request(buf)
     or { triggerKind = 1 }
   local tick = vim.api.nvim_buf_get_changedtick(buf)
   s.tick = tick
-  client:request(method, params, function(err, result)
+  local sent, id
+  sent, id = client:request(method, params, function(err, result)
+    if s.pending == id then
+      s.pending = nil
+    end
     -- Drop replies for text that has changed since, or once the user left the buffer or insert mode.
     if err or s.tick ~= tick or vim.api.nvim_buf_get_changedtick(buf) ~= tick then
       return
@@ -115,6 +120,18 @@ local function request(buf)
       show(buf, item)
     end
   end, buf)
+  s.pending = sent and id or nil
+end
+
+--- Cancel the request in flight: while the model loads the server keeps the newest request
+--- waiting for it, and a user who left insert mode no longer wants that suggestion.
+local function cancel_pending(buf)
+  local s = state[buf]
+  if s and s.pending then
+    -- pcall: on LspDetach the client may be shutting down, and nothing is left to cancel then.
+    pcall(s.client.cancel_request, s.client, s.pending)
+    s.pending = nil
+  end
 end
 
 --- Insert the suggestion on display; false when there is none (the key then types itself).
@@ -163,6 +180,7 @@ function M.attach(buf, client, opts)
     buffer = buf,
     callback = function()
       timer:stop()
+      cancel_pending(buf)
       M.dismiss(buf)
     end,
   })
@@ -171,6 +189,7 @@ function M.attach(buf, client, opts)
     buffer = buf,
     callback = function()
       timer:stop()
+      cancel_pending(buf)
       timer:close()
       state[buf] = nil
       vim.api.nvim_del_augroup_by_id(group)
