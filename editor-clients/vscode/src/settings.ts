@@ -30,6 +30,7 @@ export function serverSettings(): Record<string, unknown> {
     maxTokens: config.get('completion.maxTokens'),
     contextTokens: config.get('completion.contextTokens'),
     multiline: config.get('completion.multiline'),
+    waitForModelSeconds: config.get('completion.waitForModelSeconds'),
   };
   tree.chat = {
     maxTokens: config.get('chat.maxTokens'),
