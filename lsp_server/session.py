@@ -111,20 +111,30 @@ class QuillServer(LanguageServer):
                 self._shown_problems.add(problem)
                 self.window_show_message(types.ShowMessageParams(types.MessageType.Warning, f"Quill: {problem}"))
 
-    async def load_model(self) -> None:
-        """Load (or reload) the model on the worker, reporting work-done progress."""
+    def load_model(self) -> "asyncio.Task[None]":
+        """Queue loading (or reloading) the model on the worker now; return the task that reports
+        its work-done progress until it ends.
+
+        Queued here and not in the task: a completion handled right after a settings change (even
+        one read from the same chunk of input) then finds the host "loading" and waits for the
+        new model, instead of running on the old one or finding the last load's "error"."""
         s = self.settings
-        reporter = await ProgressReporter.start(self, f"Quill: loading {s.model_ref}")
         loop = asyncio.get_running_loop()
+        relay = _ProgressRelay()
         job = self.host.load(
             s.model_ref,
             device=s.device,
             precision=s.precision,
             cache_dir=s.cache_dir,
-            progress=lambda *p: loop.call_soon_threadsafe(reporter.report, *p),
+            progress=lambda *p: loop.call_soon_threadsafe(relay.report, *p),
         )
         self.scheduler.watch_load(job)  # completions sent meanwhile wait for this load
         self.load_started.set()
+        return asyncio.ensure_future(self._report_load(job, s, relay))
+
+    async def _report_load(self, job, s: settings_mod.Settings, relay: "_ProgressRelay") -> None:
+        relay.attach(await ProgressReporter.start(self, f"Quill: loading {s.model_ref}"))
+        reporter = relay.reporter
         try:
             loaded = await asyncio.wrap_future(job.future)
         except BaseException as exc:
@@ -289,6 +299,26 @@ class ChatTurn:
             self.store.append_turn(self.message, result.text, result.finish_reason)
         usage = Usage(prompt_tokens=result.prompt_tokens, completion_tokens=len(result.token_ids))
         return ChatResult(reply=result.text, finish_reason=result.finish_reason, usage=usage)
+
+
+class _ProgressRelay:
+    """Load progress that arrives before the work-done token exists is kept, then handed on."""
+
+    def __init__(self) -> None:
+        self.reporter: Optional["ProgressReporter"] = None
+        self._early: list[tuple[str, int, int]] = []
+
+    def report(self, phase: str, done: int, total: int) -> None:
+        if self.reporter is None:
+            self._early.append((phase, done, total))
+        else:
+            self.reporter.report(phase, done, total)
+
+    def attach(self, reporter: "ProgressReporter") -> None:
+        self.reporter = reporter
+        for early in self._early:
+            reporter.report(*early)
+        self._early = []
 
 
 class ProgressReporter:

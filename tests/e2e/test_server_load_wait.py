@@ -5,7 +5,9 @@ assets before it can load it; the requests below are all sent while that runs, a
 when the user opens a file and enters insert mode at once. Checked, over stdio: a cancelled
 waiting request is answered `RequestCancelled` and one superseded by a newer request for its
 document is answered empty, both while the model is still loading; the newest request waits and
-gets a real suggestion once the load's work-done progress has ended; the counters agree.
+gets a real suggestion once the load's work-done progress has ended; the counters agree. Then a
+settings change reloads the model, and a request sent right behind it is answered once the new
+model has loaded.
 """
 
 from __future__ import annotations
@@ -25,8 +27,9 @@ CURSOR = (4, 4)
 LOAD_S = 900  # a first conversion and load on a shared two-core machine
 
 
-def load_ended(client) -> bool:
-    return any(values and isinstance(values[-1], types.WorkDoneProgressEnd) for values in client.progress_reports.values())
+def load_ended(client) -> int:
+    """How many model loads have ended (work-done progress `end`) so far."""
+    return sum(1 for values in client.progress_reports.values() if values and isinstance(values[-1], types.WorkDoneProgressEnd))
 
 
 async def test_a_request_sent_while_the_model_loads_gets_a_suggestion_once_it_is_ready(
@@ -58,8 +61,16 @@ async def test_a_request_sent_while_the_model_loads_gets_a_suggestion_once_it_is
         assert not newer.done() and not load_ended(client)
 
         result = await asyncio.wait_for(newer, LOAD_S)
-        ended_first = load_ended(client)  # the load's progress `end` came before this answer
+        ended_first = load_ended(client) == 1  # the load's progress `end` came before this answer
         after = await client.request("quill/status", {})
+
+        # A settings change reloads the model (here: the folder the first load converted into);
+        # a request sent right behind it waits for the new model, not running on the old one.
+        converted = str(next(path.parent for path in cache.rglob("quill.json")))
+        client.workspace_did_change_configuration(types.DidChangeConfigurationParams(settings={"quill": {"model": converted}}))
+        reloaded = await asyncio.wait_for(client.text_document_inline_completion_async(params), LOAD_S)
+        ended_second = load_ended(client) == 2
+        final = await client.request("quill/status", {})
 
     counters = after["completions"]
     print_numbers(states=[first["state"], loading["state"], after["state"]], counters=counters,
@@ -70,3 +81,8 @@ async def test_a_request_sent_while_the_model_loads_gets_a_suggestion_once_it_is
     assert len(result.items) == 1 and result.items[0].insert_text.strip()
     assert counters["requested"] == 3 and counters["cancelled"] == 1 and counters["superseded"] == 1
     assert counters["generated"] == 1 and counters["notReady"] == 0
+
+    print_numbers(reloaded=reloaded.items[0].insert_text if reloaded.items else None, model=final["model"])
+    assert ended_second and final["model"] == converted and final["state"] == "ready"
+    assert len(reloaded.items) == 1 and reloaded.items[0].insert_text.strip()
+    assert final["completions"]["generated"] == 2 and final["completions"]["notReady"] == 0
