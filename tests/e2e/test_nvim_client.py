@@ -158,6 +158,7 @@ def test_ghost_text_asked_for_while_the_model_loads_appears_once_it_is_ready(nvi
     # Neovim asked once, on entering insert mode, before the load had ended; that answer is the
     # ghost text (no keystroke after it could have asked again).
     assert record["inline_requests"] == [{"load_ended": False, "items": 1}], record["inline_requests"]
+    assert record["load_ended"] is True  # Neovim did see the load's progress end, later
     assert record["line_before"] == "    return fib"
     check_accepted(record)
     completions = record["completions_after"]
