@@ -26,9 +26,10 @@ Other rules:
   paused without a suggestion. The wait ends when the model is ready (the request then runs as
   usual), when the load fails or the bound passes (empty, counted `not_ready`), when a newer
   request for the document supersedes it or `$/cancelRequest` cancels it (at once), or when a chat
-  is asked for (empty, counted `busy`: the chat would keep the model anyway). Nothing polls: every
-  load is handed to `watch_load`, which wakes the waiting requests when it is queued and when it
-  ends.
+  is asked for (empty, counted `busy`: the chat would keep the model anyway). A request that
+  comes after the last load failed does not wait (empty, `not_ready`): nothing is loading. Nothing
+  polls: every load is handed to `watch_load`, which wakes the waiting requests when it is queued
+  and when it ends.
 """
 
 from __future__ import annotations
