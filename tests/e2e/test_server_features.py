@@ -53,6 +53,7 @@ def test_advertises_inline_completion_and_the_accept_command(server):
 @pytest.mark.parametrize("editor", CLIENTS)
 async def test_inline_completion_and_acceptance(server, editor):
     uri = open_document(server, server.workspace / "files.py", SOURCE)
+    before = await server.request("quill/status", {})
     result = await server.text_document_inline_completion_async(inline_params(uri, *CURSOR))
     assert len(result.items) == 1
     item = result.items[0]
@@ -70,6 +71,11 @@ async def test_inline_completion_and_acceptance(server, editor):
     status = await server.request("quill/status", {})
     assert status["acceptance"] == {"shown": 1, "accepted": 1}
     assert status["completions"]["generated"] == 1 and status["generations"] == 1
+    # token accounting: what the model generated for this request and what the suggestion shows
+    print_numbers(tokens_generated=status["tokensGenerated"], tokens_shown=status["tokensShown"])
+    assert (before["tokensGenerated"], before["tokensShown"]) == (0, 0)
+    assert status["tokensGenerated"] == status["lastGeneration"]["tokens"] > 0
+    assert status["tokensShown"] > 0
 
 
 @pytest.mark.parametrize("editor", CLIENTS)
