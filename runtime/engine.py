@@ -145,19 +145,23 @@ class Engine:
 
             weight_only = "float32-int4" if quantize_float32_int4(model) else None
         report("load", 2, 2)
+        kernel = cpu_kernel_path(model) if dev.kind == "cpu" else None
         # float32-int4 decodes through a fused loop over the codes that only the compiler makes.
         if compile is True or (compile == "auto" and (dev.kind == "cuda" or weight_only == "float32-int4")):
             from .compile import compile_model, warmup
 
+            report("compile", 0, 1)
             model = compile_model(model)
             # Decode and the shortest prompts (a completion's few new tokens after prefix reuse)
             # now; longer prompt buckets run eagerly until `warm_next` compiles them, so the
             # first answer does not wait for every bucket (minutes for a 7B model, cold).
             warmup(model, max_prompt=LOAD_WARM_PROMPT)  # junk in the KV cache: nothing is cached
             model.lazy_prefill = True
+            report("compile", 1, 1)
         engine = cls(model, tokenizer, device=dev, checkpoint_dir=checkpoint_dir, manifest=manifest)
         if weight_only:
             engine.dtype = weight_only
+        engine.cpu_kernel = kernel
         return engine
 
     @property
@@ -189,6 +193,7 @@ class Engine:
                 stop_ids=frozenset(gen.stop_ids) | frozenset(tokenizer_stops),
                 text=TextStream(self.tokenizer, gen.stop_strings, on_text),
                 should_stop=should_stop,
+                prompt_lookup=gen.prompt_lookup,
             )
             self._cached_ids = out.cached_ids
         return GenerationResult(
@@ -198,6 +203,8 @@ class Engine:
             prompt_tokens=len(prompt_ids),
             reused_tokens=reuse if out.computed_tokens else 0,
             computed_tokens=out.computed_tokens,
+            draft_tokens=out.draft_tokens,
+            accepted_draft_tokens=out.accepted_draft_tokens,
         )
 
     def warm_next(self) -> int | None:
@@ -224,6 +231,17 @@ class Engine:
         """Forget the cached sequence (the next call prefills its whole prompt)."""
         with self._lock:
             self._cached_ids = []
+
+
+def cpu_kernel_path(model) -> str:
+    """Which CPU code path the model's matrix products run: Quill's 4-bit kernel's path when its
+    layers use it ("avx512", "avx2", "plain"), else PyTorch's own dispatch ("aten-avx2", ...)."""
+    from . import grid_int4_cpu
+    from .quantize import GridInt4Linear
+
+    if any(isinstance(m, GridInt4Linear) and m.use_kernel for m in model.modules()):
+        return grid_int4_cpu.kernel_path() or "plain"
+    return "aten-" + str(torch.backends.cpu.get_cpu_capability()).lower()
 
 
 def _on(model) -> contextlib.AbstractContextManager:

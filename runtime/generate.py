@@ -6,6 +6,13 @@ string, the token budget, the end of the cache or `should_stop()`. Text is strea
 tokenizer's incremental decoder; text that could be the start of a stop string is held back until
 it is known not to be, so a stop string never reaches the caller.
 
+With `prompt_lookup` and greedy sampling, a step feeds the last token together with up to a few
+draft tokens copied from an earlier match in the sequence (`prompt_lookup.py`) and reads the
+logits of every position: the drafts that equal the model's own argmax are kept, with the
+model's next token after them, so the tokens are those of plain greedy decoding. Cache rows
+written for rejected drafts lie past the accepted length; the next step writes its own rows
+there before any query reads them (attention is causal by position).
+
 Prompts must fit: the caller (the prompt builders clip history and context to a token budget)
 keeps `len(prompt_ids) < max_seq_length`; a longer prompt raises `ContextLengthError`. When the
 cache fills up during generation, generation ends with finish_reason "length".
@@ -21,6 +28,7 @@ from torch import Tensor
 
 from .errors import QuillError
 from .model import Transformer
+from .prompt_lookup import MAX_DRAFT, PromptLookup
 from .sampling import Sampler
 
 
@@ -44,6 +52,13 @@ def decode_one_token(model: Transformer, cur_token: Tensor, input_pos: Tensor, k
     """cur_token [B, 1] at input_pos [1] -> logits [B, V]. No host sync; with kv_len None the
     shapes never change (what CUDA graphs need), with kv_len attention reads only that much cache."""
     return _forward(model, cur_token, input_pos, kv_len)[:, -1]
+
+
+@torch.no_grad()
+def verify(model: Transformer, tokens: Tensor, input_pos: Tensor, kv_len: int | None = None) -> Tensor:
+    """tokens [B, S] at positions input_pos [S] -> logits of every position [B, S, V]: the
+    prefill's work with the whole vocabulary projection (a draft needs each position's argmax)."""
+    return _forward(model, tokens, input_pos, kv_len)
 
 
 class TextStream:
@@ -102,6 +117,8 @@ class Outcome:
     finish_reason: str = "length"  # "stop" | "length" | "cancelled"
     computed_tokens: int = 0  # prompt tokens actually prefilled
     cached_ids: list[int] = field(default_factory=list)  # ids whose keys/values the cache now holds
+    draft_tokens: int = 0  # prompt-lookup tokens proposed
+    accepted_draft_tokens: int = 0  # of those, equal to the greedy token and kept
 
 
 class _TokenReader:
@@ -156,6 +173,7 @@ def generate(
     should_stop: Callable[[], bool] | None = None,
     static_decode: bool = False,
     pipeline: bool | None = None,
+    prompt_lookup: bool = False,
 ) -> Outcome:
     """Generate after `prompt_ids`, whose first `start_pos` tokens are already in the cache.
 
@@ -165,7 +183,11 @@ def generate(
 
     `pipeline` (default: on for CUDA) queues each decode step before the host reads the token it
     feeds, so host work overlaps device work; off, the device idles while the host works. The
-    tokens are the same either way."""
+    tokens are the same either way.
+
+    `prompt_lookup` (greedy only; ignored when sampling) verifies draft tokens copied from the
+    sequence itself; its steps are not pipelined, since the host needs each step's tokens to
+    draft the next one."""
     check_fits(model, len(prompt_ids))
     text = text or TextStream(None, (), None)
     cancelled = should_stop or (lambda: False)
@@ -183,6 +205,14 @@ def generate(
     # Token n (0-based) is fed at position n_prompt + n to produce token n + 1; the last token
     # sampled is never fed, so the cache allows max_seq_length - n_prompt + 1 new tokens.
     budget = min(max_new_tokens, model.max_seq_length - n_prompt + 1)
+    # A wrapper says how many tokens it verifies cheaply (runtime.compile.verify_tokens); the
+    # plain model verifies as it prefills.
+    verify_rows = getattr(model, "verify_tokens", MAX_DRAFT + 1)
+    if prompt_lookup and sampler.greedy and verify_rows > 1:
+        drafts = min(MAX_DRAFT, verify_rows - 1)
+        _decode_with_drafts(model, out, list(prompt_ids), logits, budget, sized, drafts, stop_ids, text, cancelled)
+        out.text = text.finish()
+        return out
     input_pos = torch.tensor([n_prompt], dtype=torch.long, device=device)
     pipelined = device.type == "cuda" if pipeline is None else pipeline
 
@@ -221,3 +251,59 @@ def generate(
         input_pos += 1
     out.text = text.finish()
     return out
+
+
+def _emit(out: Outcome, token_id: int, budget: int, stop_ids, text: TextStream, cancelled) -> bool:
+    """Hand one generated token to the caller, in plain decode's order of checks; True when
+    generation ends with it (out.finish_reason says why)."""
+    if token_id in stop_ids:
+        out.finish_reason = "stop"
+        return True
+    out.token_ids.append(token_id)
+    if text.push(token_id):
+        out.finish_reason = "stop"
+        return True
+    if len(out.token_ids) >= budget:
+        return True
+    if cancelled():
+        out.finish_reason = "cancelled"
+        return True
+    return False
+
+
+def _decode_with_drafts(
+    model: Transformer, out: Outcome, prompt_ids: list[int], logits: Tensor, budget: int, sized: bool,
+    max_draft: int, stop_ids, text: TextStream, cancelled,
+) -> None:
+    """Greedy decode after the prefill's `logits`, verifying prompt-lookup drafts (see the module
+    docstring). Fills `out`; leaves `out.cached_ids` at the ids whose cache rows are valid."""
+    device = logits.device
+    n_prompt = len(prompt_ids)
+    drafter = PromptLookup(prompt_ids)
+    pending = [int(torch.argmax(logits, dim=-1)[0])]  # tokens known, not yet handed out
+    valid = n_prompt  # cache rows below this position hold the keys/values of the sequence
+    while True:
+        start = len(out.token_ids)
+        ended = any(_emit(out, t, budget, stop_ids, text, cancelled) for t in pending)
+        drafter.extend(out.token_ids[start:])
+        if ended:
+            break
+        pos = n_prompt + len(out.token_ids) - 1  # where the last token, not yet fed, goes
+        # Draft no more than the budget can take after the model's own token, nor past the cache.
+        room = min(max_draft, budget - len(out.token_ids) - 1, model.max_seq_length - 1 - pos)
+        draft = drafter.draft(room)
+        fed = torch.tensor([[out.token_ids[-1], *draft]], dtype=torch.long, device=device)  # [1, 1 + k]
+        positions = torch.arange(pos, pos + fed.shape[1], device=device)
+        kv_len = pos + fed.shape[1] if sized else None
+        if draft:
+            greedy = torch.argmax(verify(model, fed, positions, kv_len)[0], dim=-1).tolist()  # [1 + k]
+        else:
+            greedy = [int(torch.argmax(decode_one_token(model, fed, positions, kv_len), dim=-1)[0])]
+        accepted = 0
+        while accepted < len(draft) and draft[accepted] == greedy[accepted]:
+            accepted += 1
+        out.draft_tokens += len(draft)
+        out.accepted_draft_tokens += accepted
+        pending = draft[:accepted] + [greedy[accepted]]
+        valid = pos + accepted + 1  # the last token and the accepted drafts; rejected rows follow
+    out.cached_ids = (prompt_ids + out.token_ids)[:valid]
