@@ -222,24 +222,54 @@ def four_bit_grid(weight: torch.Tensor, group_size: int = 32):
     """(codes [N, K] uint8, scales [N, K/g], zeros [N, K/g]) with `codes * scale + zero` equal to
     `weight` bit for bit in float32, or None when some group of `group_size` inputs is not on a
     4-bit grid. A Q4_0/Q4_1 GGUF stores w = d * q + m per block of 32; its dequantized tensors
-    give back a grid step of d (or a multiple, when some levels are unused)."""
+    give back a grid step of d (or a multiple, when some levels are unused).
+
+    Most groups span all 16 levels (Q4_1 maps a block's minimum to 0 and its maximum to 15), so
+    the step span/15 is tried first for every group; only the groups it does not reproduce
+    exactly look for their smallest level gap (a sort, the slow part: seconds for a 135M model)."""
     n, k = weight.shape
     if k % group_size:
         return None
-    groups = weight.detach().double().reshape(n, -1, group_size)  # [N, G, g]
-    lo = groups.amin(-1)
-    span = groups.amax(-1) - lo
-    gaps = groups.sort(dim=-1).values.diff(dim=-1)  # [N, G, g-1]
+    if n > 256 and four_bit_grid(weight[:64], group_size) is None:
+        return None  # refused on a sample of rows, without converting the whole tensor
+    groups = weight.detach().float().reshape(n, -1, group_size)  # [N, G, g]
+    target = groups
+    # min and max are exact in float32; their difference and the step need double precision
+    lo = groups.amin(-1).double()
+    span = groups.amax(-1).double() - lo
+    codes, scales, ok = _grid_at(groups, target, lo, span, torch.full_like(span, 15.0))
+    if not ok.all():
+        rest = ~ok
+        # An off-grid tensor (a Q6_K or Q8_0 head, say) fails nearly every group: try a few of
+        # them first, so it is refused in milliseconds rather than sorted whole.
+        sample = rest.nonzero()[:256].unbind(-1)
+        if not _gap_grid(groups[sample], target[sample], lo[sample], span[sample])[2].all():
+            return None
+        codes2, scales2, ok2 = _gap_grid(groups[rest], target[rest], lo[rest], span[rest])
+        if not ok2.all():
+            return None
+        codes[rest], scales[rest] = codes2, scales2
+    return codes.reshape(n, k), scales, lo.float()
+
+
+def _gap_grid(groups, target, lo, span):
+    """`_grid_at` with each group's own number of levels, from its smallest gap between values."""
+    gaps = groups.double().sort(dim=-1).values.diff(dim=-1)  # [B, g-1]
     gap = torch.where(gaps > span[..., None] * 1e-3, gaps, torch.inf).amin(-1)  # smallest level step
     levels = (span / gap).round().clamp(1, 15)
+    return _grid_at(groups, target, lo, span, levels)
+
+
+def _grid_at(groups, target, lo, span, levels):
+    """Codes (uint8), float32 scales and, per group, whether `codes * scale + lo` gives `target`
+    back bit for bit, for a grid of `levels` steps over each group's span."""
     step = torch.where(span > 0, span / levels, torch.ones_like(span))
     scales, zeros = step.float(), lo.float()
-    codes = (groups - zeros.double()[..., None]) / scales.double()[..., None]
-    if (codes - codes.round()).abs().amax() > 1e-3 or codes.round().amax() > 15:
-        return None
-    codes = codes.round().to(torch.uint8).reshape(n, k)
-    deq = _dequantize_codes(codes, scales, zeros, group_size)
-    return (codes, scales, zeros) if torch.equal(deq, weight.float()) else None
+    # float32 is enough for the codes: an error far below half a step rounds away, and the
+    # check below is exact
+    codes = ((groups - zeros[..., None]) / scales[..., None]).round_().clamp_(0, 15).to(torch.uint8)
+    deq = codes.float() * scales[..., None] + zeros[..., None]  # as `_dequantize_codes` computes it
+    return codes, scales, (deq == target).all(-1)
 
 
 def _dequantize_codes(codes, scales, zeros, group_size: int) -> torch.Tensor:
