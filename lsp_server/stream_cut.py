@@ -21,7 +21,6 @@ whether it applies.
 
 from __future__ import annotations
 
-from lsp_server.completion_prompt import unheal
 from lsp_server.postprocess import (
     CLOSERS,
     MAX_LINES,
@@ -35,96 +34,132 @@ from lsp_server.postprocess import (
 
 
 class StreamCut:
-    """Feed it with `push(delta)`; `done` (also its call, usable as `should_stop`) says stop."""
+    """Feed it with `push(delta)`; `done` (also its call, usable as `should_stop`) says stop.
+
+    Work per delta stays proportional to the line being written: complete lines are judged once
+    and leave behind only the block's indentation and the brackets still open.
+    """
 
     def __init__(self, *, prefix: str, suffix: str, line_prefix: str, line_suffix: str, multiline: bool):
         self.line_prefix = line_prefix
         self.line_suffix = line_suffix
         self.multi = is_multiline_position(line_prefix, line_suffix, multiline)
-        # brackets the document left open before the text: multi-line counts the whole prefix,
-        # single-line only the cursor's line (as postprocess does)
-        self.open_before = open_brackets(prefix if self.multi else line_prefix)
         self.following = first_suffix_line(suffix)
-        self.text = ""
+        self.text = ""  # everything pushed, before healing
         self.done = False
+        self._skip = None  # characters that token healing drops from the start, once known
+        self._seen = 0  # single-line: how far the text has been judged
+        self._start = 0  # multi-line: where the line being written begins in `text`
+        self._index = 0  # and its number
+        self._block_indent = None
+        # brackets open before the line being written: multi-line counts the whole prefix,
+        # single-line only the cursor's line (as postprocess does)
+        self._stack = open_brackets(prefix if self.multi else line_prefix)
+        self._closer = None  # single-line: index of the first closer that nothing opened
 
     def __call__(self) -> bool:
         return self.done
 
     def push(self, delta: str) -> bool:
         """Add streamed text; True once the suggestion is complete."""
-        if not self.done and delta:
-            self.text += delta
-            settled = self._settled()
-            if settled is not None:
-                self.done = self._multi_done(settled) if self.multi else self._single_done(settled)
+        if self.done or not delta:
+            return self.done
+        self.text += delta
+        if self._skip is None:
+            self._skip = self._healing()
+            if self._skip is None:
+                return False
+            self._seen = self._start = self._skip
+        self.done = self._multi_done() if self.multi else self._single_done()
         return self.done
 
-    def _settled(self):
-        """The text as postprocess will read it; None while it is unknown whether token healing
-        applies. (A "\r" at the end that a "\n" turns into a line end decides nothing: it is
-        whitespace and no bracket.)"""
+    def _healing(self):
+        """How many characters `unheal` removes from the start; None while that is unknown."""
         healed_start = "\n" + self.line_prefix
-        if self.line_prefix and not self.line_prefix.strip() and healed_start.startswith(self.text):
-            if len(self.text) < len(healed_start):
+        if self.line_prefix and not self.line_prefix.strip():
+            if healed_start.startswith(self.text) and len(self.text) < len(healed_start):
                 return None
-        return unheal(self.text, self.line_prefix).replace("\r\n", "\n")
+            if self.text.startswith(healed_start):
+                return len(healed_start)
+        return 0
 
     # --- single-line -------------------------------------------------------------------------
 
-    def _single_done(self, text: str) -> bool:
-        if "\n" in text:
+    def _single_done(self) -> bool:
+        text, skip, seen = self.text, self._skip, self._seen
+        self._seen = len(text)
+        if text.find("\n", seen) >= 0:
             return True
-        if cut_at_line_suffix(text, self.line_suffix) != text:
-            return True
-        closer = _first_unopened_closer(text, list(self.open_before))
-        return closer is not None and not self._line_suffix_may_start_before(text, closer)
-
-    def _line_suffix_may_start_before(self, text: str, end: int) -> bool:
-        """Whether the rest of the cursor's line may still turn up, cut-worthy, before `end`: a
-        match that has begun at the end of `text` (a complete one would have ended the line)."""
         rest = self.line_suffix.strip()
-        if not rest:
-            return False
-        for start in range(max(0, len(text) - len(rest) + 1), end):
-            before = text[:start]
+        # a match of the line's rest that lay in the text judged before was not cut-worthy
+        start = text.find(rest, max(skip, seen - len(rest) + 1)) if rest else -1
+        while start >= 0:
+            before = text[skip:start]
+            if before.strip() and not open_brackets(before):
+                return True
+            start = text.find(rest, start + 1)
+        if self._closer is None:
+            self._closer = _first_unopened_closer(text, self._stack, seen)
+        return self._closer is not None and not self._line_suffix_may_start_before(self._closer)
+
+    def _line_suffix_may_start_before(self, end: int) -> bool:
+        """Whether the rest of the cursor's line may still turn up, cut-worthy, before `end`: a
+        match that has begun at the end of the text (a complete one would have ended the line).
+        A "\r" at the end decides nothing: the rest of a line holds no line end."""
+        rest, text, skip = self.line_suffix.strip(), self.text, self._skip
+        for start in range(max(skip, len(text) - len(rest) + 1), end):
+            before = text[skip:start]
             if rest.startswith(text[start:]) and before.strip() and not open_brackets(before):
                 return True
         return False
 
     # --- multi-line --------------------------------------------------------------------------
 
-    def _multi_done(self, text: str) -> bool:
-        lines = text.split("\n")
-        last = len(lines) - 1  # the line still being written
-        # a blank cursor line: the block is at least as deep as the cursor (postprocess's floor)
-        floor = len(self.line_prefix) if not self.line_prefix.strip() else 0
-        block_indent = None
-        stack = list(self.open_before)
-        for i, line in enumerate(lines[:MAX_LINES]):
-            full = self.line_prefix + line if i == 0 else line
-            if not full.strip():
-                continue  # blank so far: no indentation, no brackets
-            if not (i == 0 and self.line_prefix.strip()):
-                if indent_width(full) < (floor if block_indent is None else block_indent):
-                    return True  # leaves the block: nothing from here on is kept
-                if block_indent is None:
-                    block_indent = indent_width(full)
-            if i > 0 and self.following:
-                if i < last and line.strip() == self.following:
-                    return True  # repeats the suffix: cut before this line
-                if i == last and _may_become(line, self.following):
-                    return False  # a closer here may still be cut away with the whole line
-            if _first_unopened_closer(line, stack) is not None:
+    def _multi_done(self) -> bool:
+        text = self.text
+        while self._index < MAX_LINES:
+            end = text.find("\n", self._start)
+            if end < 0:
+                return self._line_done(text[self._start :], complete=False)
+            line = text[self._start : end]
+            # "\r\n" is a line end to postprocess too
+            if self._line_done(line[:-1] if line.endswith("\r") else line, complete=True):
                 return True
+            self._start, self._index = end + 1, self._index + 1
         # past MAX_LINES lines nothing is kept; the next line's first character shows that the
         # last kept one is not the last line of the text (the one a truncated text drops)
-        return len(lines) > MAX_LINES and any(lines[MAX_LINES:])
+        after = text[self._start :]
+        after = after[:-1] if after.endswith("\r") else after
+        return bool(after.replace("\r\n", "\n").strip("\n"))
+
+    def _line_done(self, line: str, complete: bool) -> bool:
+        """Whether line `self._index` ends the suggestion; a complete one that does not updates
+        the block's indentation and the open brackets. A "\r" at the end of an unfinished line
+        decides nothing (it is whitespace and no bracket)."""
+        i = self._index
+        full = self.line_prefix + line if i == 0 else line
+        if not full.strip():
+            return False  # blank so far: no indentation, no brackets
+        if not (i == 0 and self.line_prefix.strip()):
+            # a blank cursor line: the block is at least as deep as the cursor (postprocess's floor)
+            floor = len(self.line_prefix) if not self.line_prefix.strip() else 0
+            if indent_width(full) < (floor if self._block_indent is None else self._block_indent):
+                return True  # leaves the block: nothing from here on is kept
+            if complete and self._block_indent is None:
+                self._block_indent = indent_width(full)
+        if i > 0 and self.following:
+            if complete and line.strip() == self.following:
+                return True  # repeats the suffix: cut before this line
+            if not complete and _may_become(line, self.following):
+                return False  # a closer here may still be cut away with the whole line
+        stack = self._stack if complete else list(self._stack)
+        return _first_unopened_closer(line, stack) is not None
 
 
-def _first_unopened_closer(text: str, stack: list[str]):
-    """Index of the first closer in `text` that matches nothing open; `stack` is updated."""
-    for i, ch in enumerate(text):
+def _first_unopened_closer(text: str, stack: list[str], start: int = 0):
+    """Index of the first closer in `text[start:]` that matches nothing open; `stack` is updated."""
+    for i in range(start, len(text)):
+        ch = text[i]
         if ch in OPENERS:
             stack.append(ch)
         elif ch in CLOSERS:
