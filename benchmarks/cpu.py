@@ -12,7 +12,17 @@ Stages (each recorded in the JSON, errors included, the file rewritten after eac
                with a head whose top-8 logits are recomputed in float32 = "fast-int4-rescored";
                fast-int4, fast-int8, bf16 on request)
     agreement  each variant vs plain float32: greedy continuations (32 tokens) of 10 prompts
-    server     `quill serve` over stdio: inline completions while "typing" a real Python file
+    server     `quill serve` over stdio, default settings: inline completions while "typing" a
+               real Python file, once as the server was before streamed post-processing and
+               prompt lookup (`stopEarly` and `promptLookup` off) and once as it is, each with
+               the tokens generated and shown and the draft tokens accepted (`quill/status`)
+    first_use  the real `quill try` from an empty model cache (GGUF -> checkpoint, load,
+               compile), its phases, the first suggestion and the chat's tokens/s
+
+`--as-avx2` stands in for an AVX2-only CPU on a machine with AVX-512: Quill's kernels, PyTorch's
+dispatch (`ATEN_CPU_CAPABILITY`), Inductor's generated code (`-march=x86-64-v3`), oneDNN, MKL and
+the llama.cpp build are all capped at AVX2. The CPU is the same otherwise (caches, clock), so a
+real AVX2 CPU of another make will differ; the result file records the caps.
 
 Numbers per engine: decode tok/s (short prompt, 128 tokens, stop tokens ignored), prefill time
 of 1,024 tokens (a real Python file), and a typing replay at the engine level (512-token prefix,
@@ -37,13 +47,20 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+# Caps that make this process and its children run the code an AVX2-only CPU runs; set before
+# torch loads (its dispatcher reads ATEN_CPU_CAPABILITY once).
+AVX2_STAND_IN = {"QUILL_CPU_KERNEL": "avx2", "ATEN_CPU_CAPABILITY": "avx2", "TORCHINDUCTOR_CPP_MARCH": "x86-64-v3",
+                 "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
+if "--as-avx2" in sys.argv:
+    os.environ.update(AVX2_STAND_IN)
+
 import torch  # noqa: E402
 
 from bench_venv import ensure_llama_cpp  # noqa: E402
 from common import REPO_ROOT, RESULTS_DIR, ResultLog, environment  # noqa: E402
 from runtime.bench import percentile  # noqa: E402
 
-STAGES = ("llamacpp", "hf", "quill", "agreement", "server")
+STAGES = ("llamacpp", "hf", "quill", "agreement", "server", "first_use")
 DECODE_TOKENS, PREFILL_TOKENS = 128, 1024
 TYPING = {"start": 512, "step": 8, "requests": 20, "new_tokens": 32}
 FAST_MAX_SEQ = 2048  # the fast path's KV cache: chat (1,500 + 512) and completions fit
@@ -291,8 +308,9 @@ def agreement(reference, candidate, tokenizer) -> dict:
 # --- the real server ------------------------------------------------------------------------
 
 
-async def server_typing(ckpt: Path, text: str, precision: str, workdir: Path) -> dict:
-    """Type a real Python file into `quill serve` and time each inline completion (client side)."""
+async def server_typing(ckpt: Path, text: str, precision: str, workdir: Path, completion: dict) -> dict:
+    """Type a real Python file into `quill serve` and time each inline completion (client side).
+    `completion`: the `quill.completion` settings on top of the server's defaults."""
     from lsprotocol import types
 
     from quill_client.drive import Session
@@ -304,8 +322,7 @@ async def server_typing(ckpt: Path, text: str, precision: str, workdir: Path) ->
     cuts = [len(tok.decode(ids[: TYPING["start"] + i * TYPING["step"]])) for i in range(TYPING["requests"])]
     session = Session(lambda d: None, lambda t: None)
     settings = {"checkpointPath": str(ckpt), "device": "cpu", "precision": precision, "history": False,
-                "dataDir": str(workdir / "data"),
-                "completion": {"maxTokens": TYPING["new_tokens"], "contextTokens": TYPING["start"] + 256}}
+                "dataDir": str(workdir / "data"), "completion": completion}
     t_start = time.perf_counter()
     await start_server(session, {"quill": settings}, workdir)
     status = await session.wait_ready()
@@ -328,10 +345,45 @@ async def server_typing(ckpt: Path, text: str, precision: str, workdir: Path) ->
             suggestion = await session.inline_completion(uri, line, character)
             lat.append(time.perf_counter() - t0)
             texts.append({"busy": round(busy, 2), "suggestion": suggestion})
+        final = await session.request("quill/status", {})
     finally:
         await session.stop()
-    return {"model_ready_s": ready_s, "status": status, "precision_setting": precision,
-            **latency_summary(lat), "suggestions": texts}
+    tokens = {k: final.get(k) for k in ("tokensGenerated", "tokensShown", "draftTokensAccepted", "cpuKernel")}
+    return {"model_ready_s": ready_s, "status": status, "final_status": final, "precision_setting": precision,
+            "completion_settings": completion, **tokens, **latency_summary(lat), "suggestions": texts}
+
+
+SERVER_RUNS = {  # the same replay, as the server was before #19's changes and as it is
+    "before": {"stopEarly": False, "promptLookup": False},
+    "after": {},
+}
+
+
+def first_use(gguf: Path, workdir: Path) -> dict:
+    """`quill try` from an empty model cache, as a new user runs it; its own report, parsed."""
+    env = dict(os.environ, QUILL_CACHE_DIR=str(workdir / "cache"), QUILL_DATA_DIR=str(workdir / "data"))
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-P", "-m", "lsp_server.cli", "try", "--model", str(gguf)],
+                          capture_output=True, text=True, env=env, timeout=1800, cwd=str(workdir))
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise RuntimeError(f"quill try failed: {describe_exit(proc)}")
+    out = proc.stdout
+    res = {"wall_s": wall, "stdout": out}
+    for line in out.splitlines():
+        words = line.split()
+        if line.startswith("model ready"):
+            res["model_ready_s"] = float(words[2]) / 1000
+        elif line.startswith("  ... "):
+            res.setdefault("phases", []).append({"phase": " ".join(words[1:-2]), "at_s": float(words[-2]) / 1000})
+        elif line.startswith("--- suggestion ("):
+            res["first_suggestion_s"] = float(line.split("(")[1].split()[0]) / 1000
+        elif line.startswith("chat turn"):
+            res["chat_tokens_per_s"] = float(line.split(" tokens/s")[0].rsplit(" ", 1)[1])
+            res["chat_line"] = line.strip()
+        elif "CPU kernel path" in line:
+            res["cpu_kernel"] = words[-1]
+    return res
 
 
 async def start_server(session, options: dict, workdir: Path) -> None:
@@ -372,6 +424,8 @@ def parse_args(argv=None):
     p.add_argument("--server-precision", default="auto")
     p.add_argument("--out", default=str(RESULTS_DIR / f"cpu-{time.strftime('%Y%m%d-%H%M%S')}.json"))
     p.add_argument("--budget", type=float, default=3600.0)
+    p.add_argument("--as-avx2", action="store_true",
+                   help="cap Quill, PyTorch, Inductor and the llama.cpp build at AVX2 (see above)")
     return p.parse_args(argv)
 
 
@@ -414,11 +468,18 @@ def main(argv=None) -> int:
                 r.update(identical_fraction=res["identical_fraction"])
     loaded.clear()
     if "server" in stages:
-        with log.stage("server") as r:
-            work = Path(tempfile.mkdtemp(prefix="quill-cpu-server-"))
-            res = asyncio.run(server_typing(ckpt, prompts["text"], args.server_precision, work))
-            log.data["server"] = res
-            r.update({k: res[k] for k in ("model_ready_s", "p50_s", "p90_s")})
+        for name, completion in SERVER_RUNS.items():
+            with log.stage(f"server-{name}") as r:
+                work = Path(tempfile.mkdtemp(prefix="quill-cpu-server-"))
+                res = asyncio.run(server_typing(ckpt, prompts["text"], args.server_precision, work, completion))
+                log.data.setdefault("server", {})[name] = res
+                r.update({k: res[k] for k in ("model_ready_s", "p50_s", "p90_s", "tokensGenerated",
+                                              "tokensShown", "draftTokensAccepted")})
+    if "first_use" in stages:
+        with log.stage("first_use") as r:
+            res = first_use(gguf, Path(tempfile.mkdtemp(prefix="quill-cpu-first-use-")))
+            log.data["first_use"] = res
+            r.update({k: res.get(k) for k in ("model_ready_s", "first_suggestion_s", "chat_tokens_per_s", "cpu_kernel")})
     log.data["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     log.flush()
     print(f"[bench] wrote {args.out}")
