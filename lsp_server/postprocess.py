@@ -48,7 +48,7 @@ def postprocess(
         text = kept.rstrip()
     else:
         text = text.split("\n", 1)[0]
-        text = cut_at_line_suffix(text, line_suffix)
+        text = _cut_at_line_suffix(text, line_suffix)
         text = _cut_unopened_closer(text, open_brackets(line_prefix))
         text = _drop_supplied_closers(text, line_prefix, line_suffix)
         text = text.rstrip() if not line_suffix else text
@@ -111,7 +111,7 @@ def first_suffix_line(suffix: str) -> str:
     return next((line.strip() for line in suffix.split("\n")[:8] if line.strip()), "")
 
 
-def cut_at_line_suffix(text: str, line_suffix: str) -> str:
+def _cut_at_line_suffix(text: str, line_suffix: str) -> str:
     """Mid-line: cut where the text reaches what already follows the cursor on its line.
 
     `print(area(3, |))` completed as `5))  # 15` becomes `5`; an occurrence inside brackets the

@@ -21,11 +21,11 @@ whether it applies.
 
 from __future__ import annotations
 
+from lsp_server.completion_prompt import unheal
 from lsp_server.postprocess import (
     CLOSERS,
     MAX_LINES,
     OPENERS,
-    cut_at_line_suffix,
     first_suffix_line,
     indent_width,
     is_multiline_position,
@@ -79,9 +79,7 @@ class StreamCut:
         if self.line_prefix and not self.line_prefix.strip():
             if healed_start.startswith(self.text) and len(self.text) < len(healed_start):
                 return None
-            if self.text.startswith(healed_start):
-                return len(healed_start)
-        return 0
+        return len(self.text) - len(unheal(self.text, self.line_prefix))
 
     # --- single-line -------------------------------------------------------------------------
 
