@@ -14,6 +14,10 @@ each request also records how many tokens the engine generated (`quill/status`'s
     python3 benchmarks/gpu_server.py --precision int8,bf16 --budget 480 --out $OUT/gpu-server.json
     # CPU smoke test of the whole path (tiny layers, the real vocabulary and tokenizer):
     python benchmarks/gpu_server.py --tiny --device cpu --out /tmp/gpu-server-tiny.json
+    # issue 19: the replay with `stopEarly` and `promptLookup` off ("before") and on ("after"),
+    # alternating in one server per precision; --checkpoint runs a real model instead
+    python3 benchmarks/gpu_server.py --compare --precision int8 --out $OUT/gpu-server-compare.json
+    python3 benchmarks/gpu_server.py --compare --checkpoint SmolLM2-135M-Instruct.Q4_1.gguf ...
 
 Suggestions are asked where an editor allows multi-line ones: after each 8 tokens of typing the
 user presses Enter and the new line gets the typed line's indentation (`completion.multiline`
@@ -21,6 +25,13 @@ true, `completion.maxTokens` 64, `completion.contextTokens` 2,048 so the window 
 prefix). The checkpoint is a converted Quill checkpoint (`runtime/checkpoint.py`'s
 `write_checkpoint`: manifest, native tensor names, bf16 safetensors) with the model's real
 tokenizer exported from llama.cpp's vocab GGUF; each precision runs in its own server process.
+
+With `--compare` the server is started once per precision and the whole replay runs `--rounds`
+times as "before" then "after", the completion settings switched between them with
+`workspace/didChangeConfiguration` (no reload): the same process, compiled graphs and GPU for
+both. Each pass records the change of `quill/status`'s `tokensGenerated`, `tokensShown` and
+`draftTokensAccepted`. Random weights make both features meaningless (see `RANDOM_NOTE`), which
+is why `--checkpoint` takes a real model (a GGUF, an HF folder or a converted checkpoint).
 """
 
 from __future__ import annotations
@@ -55,7 +66,7 @@ PRECISIONS = {"bf16": "bfloat16", "bfloat16": "bfloat16", "int8": "int8", "int4"
 OFFLINE = REPO_ROOT / ".bench-offline"  # git-ignored; carried to the GPU machine
 # Pure-Python packages of the server that the GPU image lacks (or has in other versions), then
 # compiled ones it is said to have, carried only as a fallback (installed only when missing).
-PURE = ("pygls", "lsprotocol", "cattrs", "attrs", "typing_extensions", "platformdirs")
+PURE = ("pygls", "lsprotocol", "cattrs", "attrs", "typing_extensions", "platformdirs", "gguf")
 FALLBACK = ("sentencepiece", "protobuf", "tiktoken", "regex")
 REEXEC = "QUILL_GPU_SERVER_INSTALLED"  # set when main() restarts itself after installing
 WHEEL_PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_2_17_x86_64",
@@ -65,6 +76,17 @@ WHEEL_PLATFORMS = ("manylinux_2_28_x86_64", "manylinux_2_27_x86_64", "manylinux_
 TOKENIZER_GGUF = {"phi-3-mini": "phi-3", "llama-2-7b": "llama-spm", "mistral-7b": "llama-spm",
                   "llama-3-8b": "llama-bpe", "phi-2": "gpt-2"}
 NEED_S = {"checkpoint": 60, "server": 100}  # rough, Phi-3-mini on one H100, cold compile cache
+COMPARE = {  # issue 19: the server as it was before streamed post-processing and prompt lookup, and now
+    "before": {"stopEarly": False, "promptLookup": False},
+    "after": {"stopEarly": True, "promptLookup": True},
+}
+COUNTERS = ("tokensGenerated", "tokensShown", "draftTokensAccepted")
+RANDOM_NOTE = (
+    "Random weights: the suggestions are noise, so where the streamed cut ends them (stopEarly) "
+    "says nothing about where a trained model's suggestions end, and prompt lookup's drafts (the "
+    "tokens that followed an earlier match of the last n-gram) are rarely what a random model "
+    "emits next. The before/after ratio here is the cost of the tokens each setting generates, "
+    "not what a user of a real model would see; the --checkpoint runs show that.")
 
 
 def log(msg: str) -> None:
@@ -193,6 +215,21 @@ def same_source(target: Path, source: dict) -> bool:
         return False
 
 
+def real_checkpoint(source: Path, workdir: Path, record: dict) -> Path:
+    """A real model converted (once, under the workdir) by the runtime's own store, as the
+    server would convert it; `record` gets its source and config."""
+    from runtime.checkpoint import read_manifest
+    from runtime.store import resolve_model
+
+    t0 = time.perf_counter()
+    ckpt = resolve_model(str(source), cache_dir=workdir / "models")
+    manifest = read_manifest(ckpt)
+    record.update(real=True, path=str(ckpt), convert_s=time.perf_counter() - t0, source=manifest.source,
+                  architecture=manifest.architecture, config=manifest.config)
+    log(f"checkpoint {ckpt} from {source.name} in {record['convert_s']:.1f}s")
+    return ckpt
+
+
 def random_weights(device: str, seed: int):
     """gpu.py's init: N(0, 0.02) for matrices, 1 for norm weights, 0 for biases (bf16, seeded)."""
     gen = torch.Generator(device=device).manual_seed(seed)
@@ -234,8 +271,10 @@ def server_settings(ckpt: Path, precision: str, device: str, workdir: Path) -> d
 
 
 async def serve_and_replay(ckpt: Path, tok, docs: list, settings: dict, workdir: Path, deadline: float,
-                           run: dict, flush, server_log: Path) -> None:
-    """Start `quill serve`, wait for the model, type `docs`; fill `run` as results arrive."""
+                           run: dict, flush, server_log: Path, passes: list | None = None) -> None:
+    """Start `quill serve`, wait for the model, type `docs`; fill `run` as results arrive.
+    `passes`: [(label, completion settings)], each a whole replay in this server, recorded under
+    run["passes"]; None: one replay with the settings as they are, under run["requests"]."""
     from lsp_server import protocol
     from quill_client.drive import Session
 
@@ -254,12 +293,20 @@ async def serve_and_replay(ckpt: Path, tok, docs: list, settings: dict, workdir:
         run["status"] = {k: status.get(k) for k in ("model", "device", "dtype", "settings")}
         log(f"model ready in {run['model_ready_s']:.1f}s ({status.get('dtype')} on {status.get('device')})")
         flush()
-        uri = (workdir / "replay.py").as_uri()
-        for i, doc in enumerate(docs):
+        replay = Replay(session, protocol, tok, (workdir / "replay.py").as_uri(), deadline)
+        if passes is None:
+            await replay.run(docs, run, flush)
+        for label, completion in passes or ():
             if deadline - time.monotonic() < 5:
-                run["stopped_early"] = f"budget: {i} of {len(docs)} requests done"
                 break
-            run["requests"].append(await one_request(session, protocol, tok, uri, i, doc, deadline))
+            await set_completion(session, protocol, settings, completion)
+            entry = {"variant": label, "completion": completion, "requests": []}
+            run["passes"].append(entry)
+            start = await session.request(protocol.STATUS, {})
+            await replay.run(docs, entry, flush)
+            end = await session.request(protocol.STATUS, {})
+            entry["counters"] = {k: end[k] - start[k] for k in COUNTERS}
+            log(f"pass {len(run['passes'])} ({label}): {entry['counters']}")
             flush()
         # Prefill buckets the server compiled while idle (none during a replay without pauses).
         run["warmup_after_replay"] = (await session.request(protocol.STATUS, {})).get("warmup")
@@ -274,14 +321,46 @@ async def serve_and_replay(ckpt: Path, tok, docs: list, settings: dict, workdir:
             await proc.wait()
 
 
-async def one_request(session, protocol, tok, uri: str, i: int, doc: dict, deadline: float) -> dict:
+async def set_completion(session, protocol, settings: dict, completion: dict) -> None:
+    """Push `quill.completion` changes as an editor does; the model stays loaded (same load key)."""
     from lsprotocol import types
 
-    if i == 0:
+    pushed = dict(settings, completion={**settings["completion"], **completion})
+    session.client.workspace_did_change_configuration(types.DidChangeConfigurationParams(settings={"quill": pushed}))
+    for _ in range(100):  # the notification is handled before the next request; check, don't assume
+        got = (await session.request(protocol.STATUS, {}))["settings"]["completion"]
+        if all(got.get(k) == v for k, v in completion.items()):
+            return
+    raise RuntimeError(f"the server did not take {completion}: its completion settings are {got}")
+
+
+class Replay:
+    """Types the documents into one open file; a later pass starts again from the first one
+    (the engine's cached prefix then covers its 1,536 tokens, as after an undo)."""
+
+    def __init__(self, session, protocol, tok, uri: str, deadline: float):
+        self.session, self.protocol, self.tok, self.uri, self.deadline = session, protocol, tok, uri, deadline
+        self.version = 0
+
+    async def run(self, docs: list, into: dict, flush) -> None:
+        for i, doc in enumerate(docs):
+            if self.deadline - time.monotonic() < 5:
+                into["stopped_early"] = f"budget: {i} of {len(docs)} requests done"
+                break
+            self.version += 1
+            into["requests"].append(await one_request(self.session, self.protocol, self.tok, self.uri,
+                                                      self.version, i, doc, self.deadline))
+            flush()
+
+
+async def one_request(session, protocol, tok, uri: str, version: int, i: int, doc: dict, deadline: float) -> dict:
+    from lsprotocol import types
+
+    if version == 1:
         session.open(uri, doc["text"])
     else:
         session.client.text_document_did_change(types.DidChangeTextDocumentParams(
-            text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=i + 1),
+            text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=version),
             content_changes=[types.TextDocumentContentChangeWholeDocument(text=doc["text"])]))
     before = (await session.request(protocol.STATUS, {}))["generations"]
     t0 = time.perf_counter()
@@ -289,15 +368,17 @@ async def one_request(session, protocol, tok, uri: str, i: int, doc: dict, deadl
                                   timeout=max(5.0, deadline - time.monotonic()))
     latency = time.perf_counter() - t0
     status = await session.request(protocol.STATUS, {})
-    gen = status.get("lastGeneration") if status["generations"] > before else None
+    gen = (status.get("lastGeneration") if status["generations"] > before else None) or {}
     row = {"latency_s": latency, "typed_tokens": doc["typed_tokens"],
-           "generated_tokens": gen["tokens"] if gen else 0, "finish_reason": gen and gen["finishReason"],
-           "prompt_tokens": gen and gen["promptTokens"], "reused_tokens": gen and gen["reusedTokens"],
+           "generated_tokens": gen.get("tokens", 0), "finish_reason": gen.get("finishReason"),
+           "prompt_tokens": gen.get("promptTokens"), "reused_tokens": gen.get("reusedTokens"),
+           "draft_tokens": gen.get("draftTokens"), "accepted_draft_tokens": gen.get("acceptedDraftTokens"),
            "suggestion_tokens": len(tok.encode(text)) if text else 0,
            "suggestion_chars": len(text or ""), "suggestion_lines": text.count("\n") + 1 if text else 0,
            "suggestion": text}
     log(f"request {i + 1:2d}: {latency * 1000:7.1f} ms, generated {row['generated_tokens']} tokens "
-        f"({row['finish_reason']}), prompt {row['prompt_tokens']}, suggestion {row['suggestion_tokens']} tokens")
+        f"({row['finish_reason']}), prompt {row['prompt_tokens']}, suggestion {row['suggestion_tokens']} tokens, "
+        f"drafts {row['accepted_draft_tokens']}/{row['draft_tokens']}")
     return row
 
 
@@ -333,6 +414,33 @@ def summarize(rows: list[dict]) -> dict:
     return out
 
 
+def compare_summary(passes: list[dict]) -> dict:
+    """Per variant: the warm requests of all its passes pooled (each pass's first request, which
+    prefills its 1,536-token prompt, left out), the counters summed; then before / after."""
+    out = {}
+    for variant in COMPARE:
+        mine = [p for p in passes if p["variant"] == variant and p["requests"]]
+        warm = [r["latency_s"] for p in mine for r in p["requests"][1:]]
+        if not warm:
+            continue
+        out[variant] = {"passes": len(mine), "warm_requests": len(warm), "p50_s": percentile(warm, 0.5),
+                        "p90_s": percentile(warm, 0.9), "mean_s": sum(warm) / len(warm),
+                        "pass_p50_s": [summarize(p["requests"]).get("p50_s") for p in mine],
+                        **{k: sum(p.get("counters", {}).get(k, 0) for p in mine) for k in COUNTERS},
+                        "draft_tokens_proposed": sum(r.get("draft_tokens") or 0 for p in mine for r in p["requests"]),
+                        "requests_with_all_new_tokens": sum(r["generated_tokens"] == REPLAY["new_tokens"]
+                                                            for p in mine for r in p["requests"])}
+    if len(out) == len(COMPARE):
+        b, a = out["before"], out["after"]
+        out["p50_before_over_after"] = b["p50_s"] / a["p50_s"]
+        out["p90_before_over_after"] = b["p90_s"] / a["p90_s"]
+        # Greedy either way, so the shown text should not change; count the requests where it did.
+        firsts = {v: next(p for p in passes if p["variant"] == v) for v in COMPARE}
+        pairs = list(zip(firsts["before"]["requests"], firsts["after"]["requests"]))
+        out["same_suggestion"] = f"{sum(x['suggestion'] == y['suggestion'] for x, y in pairs)} of {len(pairs)}"
+    return out
+
+
 # --- main ----------------------------------------------------------------------------------------
 
 
@@ -350,12 +458,21 @@ def parse_args(argv=None):
     p.add_argument("--prepare", action="store_true", help="here, with network: fill .bench-offline/ and exit")
     p.add_argument("--restart", action="store_true",
                    help="after each precision's run, start its server again on the now warm compile cache")
+    p.add_argument("--compare", action="store_true",
+                   help="issue 19: in each precision's server, the replay before (stopEarly and promptLookup "
+                        "off) and after (on), alternating --rounds times")
+    p.add_argument("--rounds", type=int, default=2, help="with --compare: before/after pairs per server")
+    p.add_argument("--checkpoint", default=None,
+                   help="a real model (.gguf, HF folder or converted checkpoint) instead of random weights; "
+                        "converted once under the workdir; --model then does not apply")
     args = p.parse_args(argv)
     args.device = args.device or ("cpu" if args.tiny else "cuda")
     bad = [x for x in args.precision.split(",") if x.strip() not in PRECISIONS]
     if bad:
         p.error(f"unknown precision(s) {', '.join(bad)}; use {', '.join(PRECISIONS)}")
     args.precisions = [PRECISIONS[x.strip()] for x in args.precision.split(",")]
+    if args.checkpoint:
+        args.model = Path(args.checkpoint).name.split(".")[0].lower()
     tag = f"{args.model}{'-tiny' if args.tiny else ''}"
     args.out = Path(args.out or RESULTS_DIR / f"gpu-server-{tag}-{time.strftime('%Y%m%d-%H%M%S')}.json")
     return args
@@ -374,14 +491,21 @@ def main(argv=None) -> int:
         log("restarting on the installed packages")
         os.execv(sys.executable, [sys.executable, *sys.argv])
     installed = installed or os.environ.get(REEXEC, "").split()
-    shape = model_shape(args.model, args.tiny)
+    shape = None if args.checkpoint else model_shape(args.model, args.tiny)
     log_ = ResultLog(args.out, args.budget, {
         "kind": "gpu-server", "environment": environment(), "model": args.model, "tiny": args.tiny,
         "shape": shape, "replay": REPLAY, "offline_wheels_installed": installed, "runs": {}})
+    if args.compare:
+        log_.data.update(compare=COMPARE, rounds=args.rounds)
+        if not args.checkpoint:
+            log_.data["random_weights_note"] = RANDOM_NOTE
     scale = 0.0 if args.tiny else 1.0
     ckpt = workdir / f"ckpt-{args.model}{'-tiny' if args.tiny else ''}"
     with log_.stage("checkpoint", need_s=NEED_S["checkpoint"] * scale) as r:
-        if r is not None:
+        if r is not None and args.checkpoint:
+            ckpt = real_checkpoint(Path(args.checkpoint), workdir, r)
+            log_.data["shape"] = r["config"]
+        elif r is not None:
             on_gpu = args.device.startswith("cuda") and torch.cuda.is_available()
             gen_device = args.device if on_gpu else "cpu"
             r.update(random_checkpoint(ckpt, shape, tokenizer_dir(args.model), gen_device, args.seed))
@@ -395,7 +519,8 @@ def main(argv=None) -> int:
     text, source = real_python_text()
     docs = typed_documents(tok, text)
     log_.data.update(document=source, stop_ids=sorted(tok.stop_ids), server_debounce_s=DEBOUNCE_S,
-                     tokenizer=(tokenizer_dir(args.model) / "SOURCE.txt").read_text().strip())
+                     tokenizer="the checkpoint's own" if args.checkpoint
+                     else (tokenizer_dir(args.model) / "SOURCE.txt").read_text().strip())
     for precision in args.precisions:
         run_precision(log_, precision, args, ckpt, tok, docs, workdir, scale)
         if args.restart:
@@ -413,7 +538,9 @@ def run_precision(log_, precision, args, ckpt, tok, docs, workdir, scale, label:
     "...-warm-cache") shows the start with the cache warm."""
     label = label or precision
     settings = server_settings(ckpt, precision, args.device, workdir)
-    run = log_.data["runs"][label] = {"settings": settings, "requests": []}
+    passes = [(v, COMPARE[v]) for _ in range(args.rounds) for v in COMPARE] if args.compare else None
+    run = log_.data["runs"][label] = {"settings": settings, "requests": []} if passes is None else {
+        "settings": settings, "passes": []}
     server_log = args.out.with_name(f"{args.out.stem}-{label}-server.log")
     server_log.unlink(missing_ok=True)
     with log_.stage(f"server-{label}", need_s=NEED_S["server"] * scale) as r:
@@ -422,8 +549,15 @@ def run_precision(log_, precision, args, ckpt, tok, docs, workdir, scale, label:
         run["server_log"] = str(server_log)
         try:
             asyncio.run(serve_and_replay(ckpt, tok, docs, settings, workdir, log_.deadline, run,
-                                         log_.flush, server_log))
+                                         log_.flush, server_log, passes))
         finally:
+            if passes is not None:
+                for entry in run["passes"]:
+                    entry["summary"] = summarize(entry["requests"])
+                run["compare"] = compare_summary(run["passes"])
+                r.update(compare={k: v for k, v in run["compare"].items() if not isinstance(v, dict)},
+                         model_ready_s=run.get("model_ready_s"))
+                return
             run["summary"] = summarize(run["requests"])
             if run["requests"] and "model_ready_s" in run:
                 # From spawning `quill serve` to the first suggestion in hand.
@@ -434,6 +568,8 @@ def run_precision(log_, precision, args, ckpt, tok, docs, workdir, scale, label:
 
 
 def report(runs: dict) -> None:
+    if any("passes" in run for run in runs.values()):
+        return report_compare(runs)
     print("\nrun       ready_s start_s first_ms warm_p50_ms warm_p90_ms mean_ms warm_ms/token  "
           "generated tokens per request")
     for precision, run in runs.items():
@@ -446,6 +582,20 @@ def report(runs: dict) -> None:
                   f"{1000 * s['p50_s']:11.1f} {1000 * s['p90_s']:11.1f} {1000 * s['mean_s']:7.1f} "
                   f"{s.get('warm_ms_per_generated_token_p50', float('nan')):13.2f}  {s['generated_tokens']}",
                   flush=True)
+
+
+def report_compare(runs: dict) -> None:
+    print("\nrun       pass variant  warm_p50_ms warm_p90_ms generated shown drafts_accepted")
+    for label, run in runs.items():
+        for i, entry in enumerate(run.get("passes", []), 1):
+            sm, c = entry.get("summary") or {}, entry.get("counters", {})
+            print(f"{label:9} {i:4} {entry['variant']:7} {1000 * sm.get('p50_s', math.nan):11.1f} "
+                  f"{1000 * sm.get('p90_s', math.nan):11.1f} {c.get('tokensGenerated', '-'):>9} "
+                  f"{c.get('tokensShown', '-'):>5} {c.get('draftTokensAccepted', '-'):>15}")
+        cmp = run.get("compare", {})
+        if "p50_before_over_after" in cmp:
+            print(f"{label:9} p50 before/after {cmp['p50_before_over_after']:.2f}x, p90 "
+                  f"{cmp['p90_before_over_after']:.2f}x, same suggestion {cmp['same_suggestion']}", flush=True)
 
 
 if __name__ == "__main__":
