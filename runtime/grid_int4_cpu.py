@@ -226,8 +226,14 @@ def _build():
             try:
                 _kernel = compile_kernel()
                 _path = wanted
-                log.info("4-bit CPU kernel: %s path (CPU: %s; supports %s)", _path, cpu_features.cpu_model(),
-                         ", ".join(cpu_features.supported_paths()))
+                supported = cpu_features.supported_paths()
+                if _path == "plain":
+                    log.warning("4-bit CPU kernel: plain C++ path, several times slower than the AVX2 one "
+                                "(CPU: %s; AVX2 and FMA %s)", cpu_features.cpu_model(),
+                                "capped by " + cpu_features.OVERRIDE_ENV if "avx2" in supported else "missing")
+                else:
+                    log.info("4-bit CPU kernel: %s path (CPU: %s; supports %s)", _path, cpu_features.cpu_model(),
+                             ", ".join(supported))
             except Exception as exc:  # noqa: BLE001 - no compiler, or the internal API moved
                 _failed = True
                 log.warning("4-bit CPU kernel unavailable (%s); using the slower PyTorch expression "
