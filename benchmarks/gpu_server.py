@@ -4,7 +4,9 @@ A typing replay against a model with real shapes (default Phi-3-mini-4k) and see
 weights: 20 inline-completion requests, the first with a 1,536-token prefix, each next one 8
 tokens longer, at most 64 new tokens each. Latency is timed client-side, from the request to its
 answer (the server's 50 ms debounce applies only to a request within 50 ms of the one before;
-the replay's requests come one after another's answer, so none waits it). Random weights end suggestions where they end, so
+a request is sent no sooner than 70 ms after the one before, untimed, so none waits it: an answer
+that came sooner, as a suggestion stopped early can, would otherwise put the debounce into the
+next request's time; 8 tokens in 70 ms is still faster than anyone types). Random weights end suggestions where they end, so
 each request also records how many tokens the engine generated (`quill/status`'s
 `lastGeneration`), why it stopped, and how many tokens the shown suggestion has.
 
@@ -339,8 +341,12 @@ class Replay:
     (the engine's cached prefix then covers its 1,536 tokens, as after an undo)."""
 
     def __init__(self, session, protocol, tok, uri: str, deadline: float):
+        from lsp_server.scheduler import DEBOUNCE_S
+
         self.session, self.protocol, self.tok, self.uri, self.deadline = session, protocol, tok, uri, deadline
         self.version = 0
+        self.pace_s = DEBOUNCE_S + 0.02  # between two requests' sending: no request is debounced
+        self.not_before = 0.0
 
     async def run(self, docs: list, into: dict, flush) -> None:
         for i, doc in enumerate(docs):
@@ -348,12 +354,16 @@ class Replay:
                 into["stopped_early"] = f"budget: {i} of {len(docs)} requests done"
                 break
             self.version += 1
-            into["requests"].append(await one_request(self.session, self.protocol, self.tok, self.uri,
-                                                      self.version, i, doc, self.deadline))
+            row, sent = await one_request(self.session, self.protocol, self.tok, self.uri, self.version, i, doc,
+                                          self.deadline, self.not_before)
+            self.not_before = sent + self.pace_s
+            into["requests"].append(row)
             flush()
 
 
-async def one_request(session, protocol, tok, uri: str, version: int, i: int, doc: dict, deadline: float) -> dict:
+async def one_request(session, protocol, tok, uri: str, version: int, i: int, doc: dict, deadline: float,
+                      not_before: float) -> tuple[dict, float]:
+    """One inline completion, sent no sooner than `not_before` (perf_counter); the row and when it was sent."""
     from lsprotocol import types
 
     if version == 1:
@@ -363,6 +373,9 @@ async def one_request(session, protocol, tok, uri: str, version: int, i: int, do
             text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=version),
             content_changes=[types.TextDocumentContentChangeWholeDocument(text=doc["text"])]))
     before = (await session.request(protocol.STATUS, {}))["generations"]
+    pause = max(0.0, not_before - time.perf_counter())
+    if pause:
+        await asyncio.sleep(pause)
     t0 = time.perf_counter()
     text = await asyncio.wait_for(session.inline_completion(uri, doc["line"], doc["character"]),
                                   timeout=max(5.0, deadline - time.monotonic()))
@@ -375,11 +388,11 @@ async def one_request(session, protocol, tok, uri: str, version: int, i: int, do
            "draft_tokens": gen.get("draftTokens"), "accepted_draft_tokens": gen.get("acceptedDraftTokens"),
            "suggestion_tokens": len(tok.encode(text)) if text else 0,
            "suggestion_chars": len(text or ""), "suggestion_lines": text.count("\n") + 1 if text else 0,
-           "suggestion": text}
+           "suggestion": text, "paused_before_s": pause}
     log(f"request {i + 1:2d}: {latency * 1000:7.1f} ms, generated {row['generated_tokens']} tokens "
         f"({row['finish_reason']}), prompt {row['prompt_tokens']}, suggestion {row['suggestion_tokens']} tokens, "
         f"drafts {row['accepted_draft_tokens']}/{row['draft_tokens']}")
-    return row
+    return row, t0
 
 
 async def _drain_to_file(session, path: Path) -> None:
