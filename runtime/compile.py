@@ -171,8 +171,13 @@ class CompiledModel(nn.Module):
         self.lazy_prefill = False
         self.wanted: set[int] = set()
         # The most tokens `generate()` may feed in one forward that returns every position's
-        # logits (a prompt-lookup verification); 0: verifying costs more than it saves, decode
-        # one token at a time. Set by `compile_model` (`verify_tokens`).
+        # logits (a prompt-lookup verification); 0, so prompt lookup decodes one token at a
+        # time here. That forward is the eager model's, the decode step is compiled: with CUDA
+        # graphs the eager forward launches every kernel from Python, several replayed decode
+        # steps' time for a small model; on a CPU (SmolLM2-135M float32-int4, two cores, the
+        # multi-row C++ kernel) compiled decode took 12.7 ms, the eager forward of 3 / 5 / 7
+        # tokens 22.6 / 29.7 / 34.7 ms, and speculation on code prompts 0.87-0.89x plain
+        # decode's time. A compiled verification step of fixed length would change this.
         self.verify_tokens = 0
 
     # What `generate()` and `Engine` read from the model.
@@ -338,33 +343,8 @@ def compile_model(
         # CUDA graphs only for the short buckets (see `_GraphedPrefill`): a graph per long
         # bucket would pin its activations, and there the launches are a small part.
         prefill = torch.compile(_prefill, fullgraph=True, dynamic=False)
-    compiled = CompiledModel(model, decode=decode, prefill=prefill, buckets=buckets, decode_upto=decode_upto,
-                             graph_prefill=cudagraphs)
-    compiled.verify_tokens = verify_tokens(model, cudagraphs=cudagraphs)
-    return compiled
-
-
-def verify_tokens(model: nn.Module, *, cudagraphs: bool) -> int:
-    """How many tokens a compiled model's verification forward (eager: the model's own forward,
-    every position's logits) may take while it still costs about one compiled decode step.
-
-    With CUDA graphs it does not: the eager forward launches every kernel from Python, several
-    replayed decode steps' time for a small model, so prompt lookup falls back to plain decode
-    there. On a CPU the float32 matmul of a few rows costs about one row's, except through
-    `GridInt4Linear`, whose rows beyond the first dequantize the whole matrix (measured on
-    SmolLM2-135M float32-int4: 7 rows eager 160-800 ms, compiled 60 ms, one compiled decode
-    step 15 ms) unless its C++ kernel takes several rows of x (`grid_int4_cpu.MAX_ROWS_OF_X`)."""
-    from . import grid_int4_cpu
-    from .prompt_lookup import MAX_DRAFT
-    from .quantize import GridInt4Linear
-
-    if cudagraphs:
-        return 0
-    grids = [m for m in model.modules() if isinstance(m, GridInt4Linear)]
-    if not grids:
-        return MAX_DRAFT + 1
-    rows = getattr(grid_int4_cpu, "MAX_ROWS_OF_X", 1)
-    return min(MAX_DRAFT + 1, rows) if rows > 1 and all(m.use_kernel for m in grids) else 0
+    return CompiledModel(model, decode=decode, prefill=prefill, buckets=buckets, decode_upto=decode_upto,
+                         graph_prefill=cudagraphs)
 
 
 def _accepts_kv_len(model: nn.Module) -> bool:

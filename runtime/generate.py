@@ -205,7 +205,7 @@ def generate(
     # Token n (0-based) is fed at position n_prompt + n to produce token n + 1; the last token
     # sampled is never fed, so the cache allows max_seq_length - n_prompt + 1 new tokens.
     budget = min(max_new_tokens, model.max_seq_length - n_prompt + 1)
-    # A wrapper says how many tokens it verifies cheaply (runtime.compile.verify_tokens); the
+    # A wrapper says how many tokens it verifies cheaply (`CompiledModel.verify_tokens`); the
     # plain model verifies as it prefills.
     verify_rows = getattr(model, "verify_tokens", MAX_DRAFT + 1)
     if prompt_lookup and sampler.greedy and verify_rows > 1:
@@ -282,6 +282,7 @@ def _decode_with_drafts(
     drafter = PromptLookup(prompt_ids)
     pending = [int(torch.argmax(logits, dim=-1)[0])]  # tokens known, not yet handed out
     valid = n_prompt  # cache rows below this position hold the keys/values of the sequence
+    limit = max_draft  # the next draft's length, adapted to how the last one fared
     while True:
         start = len(out.token_ids)
         ended = any(_emit(out, t, budget, stop_ids, text, cancelled) for t in pending)
@@ -290,7 +291,7 @@ def _decode_with_drafts(
             break
         pos = n_prompt + len(out.token_ids) - 1  # where the last token, not yet fed, goes
         # Draft no more than the budget can take after the model's own token, nor past the cache.
-        room = min(max_draft, budget - len(out.token_ids) - 1, model.max_seq_length - 1 - pos)
+        room = min(limit, budget - len(out.token_ids) - 1, model.max_seq_length - 1 - pos)
         draft = drafter.draft(room)
         fed = torch.tensor([[out.token_ids[-1], *draft]], dtype=torch.long, device=device)  # [1, 1 + k]
         positions = torch.arange(pos, pos + fed.shape[1], device=device)
@@ -302,6 +303,10 @@ def _decode_with_drafts(
         accepted = 0
         while accepted < len(draft) and draft[accepted] == greedy[accepted]:
             accepted += 1
+        if draft:
+            # Each verified row costs part of a decode step even when it is rejected: after a
+            # rejection draft one more than was kept, after a full match up to twice as many.
+            limit = min(max_draft, 2 * limit) if accepted == len(draft) else accepted + 1
         out.draft_tokens += len(draft)
         out.accepted_draft_tokens += accepted
         pending = draft[:accepted] + [greedy[accepted]]

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 from typing import Iterable, Sequence
 
-# Chosen by measurement on SmolLM2-135M (float32-int4, CPU) over code prompts; see the report in
-# the commit that introduced them. One-token matches guess wrong too often to pay for their
-# verification rows.
+# Measured on SmolLM2-135M float32-int4, eager, two cores, 48 tokens after 300-token windows of
+# Python files: a draft kept about 45% of its tokens (4 to 8 alike); one-token matches doubled
+# the drafted rows for 10% more kept ones, and each verified row costs about a third of a step.
+# The generation loop also shortens a draft after a rejection (`generate._decode_with_drafts`).
 MAX_DRAFT = 6
 MAX_NGRAM = 3
 MIN_NGRAM = 2

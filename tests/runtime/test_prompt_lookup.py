@@ -14,7 +14,7 @@ import random
 import pytest
 import torch
 
-from runtime.compile import CompiledModel, _decode, _decode_upto, _prefill, verify_tokens
+from runtime.compile import CompiledModel, _decode, _decode_upto, _prefill, compile_model
 from runtime.config import ModelConfig
 from runtime.devices import resolve_device
 from runtime.engine import build_model
@@ -160,14 +160,14 @@ def test_should_stop_after_an_accepted_draft_matches_plain_decoding():
 
 
 def test_wrappers_verify_through_the_eager_forward_or_fall_back():
-    """A CPU wrapper (sized attention) verifies drafts with the model's own forward; a wrapper
-    with fixed shapes (CUDA graphs) says it cannot verify cheaply and decodes one token at a
-    time. Both give the plain tokens. The steps are uncompiled: this checks the wrapper's logic."""
+    """A compiled model decodes one token at a time under prompt lookup (its eager verification
+    costs more than it saves); a CPU wrapper told it may verify does so through the model's own
+    forward with sized attention. Both give the plain tokens. The steps are uncompiled here:
+    this checks the wrapper's logic."""
     model = tiny_model("qwen2")
-    assert verify_tokens(model, cudagraphs=False) == MAX_DRAFT + 1
-    assert verify_tokens(model, cudagraphs=True) == 0
+    assert compile_model(model).verify_tokens == 0
     sized = CompiledModel(model, decode=_decode, prefill=None, buckets=(), decode_upto=_decode_upto)
-    sized.verify_tokens = verify_tokens(model, cudagraphs=False)
+    sized.verify_tokens = MAX_DRAFT + 1
     fixed = CompiledModel(model, decode=_decode, prefill=_prefill, buckets=(16, 64))
     rng = random.Random(3)
     drafted = 0
