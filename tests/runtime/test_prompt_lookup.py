@@ -52,9 +52,9 @@ def cases(seed: int = 0):
     for i in range(N_PROMPTS):
         kind = ("stop", "budget", "cache end", "plain", "plain")[i % 5]
         if kind == "cache end":
-            yield kind, repetitive_prompt(rng, MAX_SEQ - rng.randrange(2, 12)), 24
+            yield kind, repetitive_prompt(rng, MAX_SEQ - rng.randrange(2, 12)), 16
         else:
-            budget = rng.randrange(1, 6) if kind == "budget" else 24
+            budget = rng.randrange(1, 6) if kind == "budget" else 16
             yield kind, repetitive_prompt(rng, rng.randrange(8, 48)), budget
 
 

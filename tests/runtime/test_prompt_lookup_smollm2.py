@@ -23,7 +23,7 @@ pytestmark = pytest.mark.slow
 SOURCES = ["textwrap.py", "json/decoder.py", "json/encoder.py", "argparse.py", "dataclasses.py",
            "shlex.py", "fractions.py", "configparser.py", "csv.py", "difflib.py"]
 SNIPPETS_PER_FILE = 5
-SNIPPET_LINES = 14
+SNIPPET_LINES = 10
 N_TOKENS = 24
 
 
