@@ -334,9 +334,10 @@ def compile_model(
     decode_upto = None
     sized = (not cudagraphs and _accepts_kv_len(model)) if sized is None else sized
     if sized:
-        # kv_len changes every KV_STEP tokens: after the first change Dynamo compiles one graph
-        # with a symbolic length (automatic dynamic shapes), so this is two compiles in all.
-        decode_upto = torch.compile(_decode_upto, fullgraph=True)
+        # kv_len changes every KV_STEP tokens: one graph with a symbolic length from the start
+        # (dynamic=True; the size-1 dimensions of a decode step stay static). Left to automatic
+        # dynamic shapes it compiled twice, a static length first, the first start's largest cost.
+        decode_upto = torch.compile(_decode_upto, fullgraph=True, dynamic=True)
         compile_prefill = False
     prefill = None
     if compile_prefill:
