@@ -328,7 +328,10 @@ async def server_typing(ckpt: Path, text: str, precision: str, workdir: Path, co
     status = await session.wait_ready()
     ready_s = time.perf_counter() - t_start
     uri = (workdir / "replay.py").as_uri()
+    from lsp_server.scheduler import DEBOUNCE_S
+
     lat, texts = [], []
+    pace_until = 0.0
     try:
         for i, cut in enumerate(cuts):
             doc = text[:cut]
@@ -341,7 +344,11 @@ async def server_typing(ckpt: Path, text: str, precision: str, workdir: Path, co
             line = doc.count("\n")
             character = len(doc) - (doc.rfind("\n") + 1)
             busy = wait_quiet(max_wait=20)
+            # No request within the server's debounce of the one before (untimed): a suggestion
+            # stopped early comes back in well under it, and typing is slower than that anyway.
+            await asyncio.sleep(max(0.0, pace_until - time.perf_counter()))
             t0 = time.perf_counter()
+            pace_until = t0 + DEBOUNCE_S + 0.02
             suggestion = await session.inline_completion(uri, line, character)
             lat.append(time.perf_counter() - t0)
             texts.append({"busy": round(busy, 2), "suggestion": suggestion})

@@ -123,9 +123,9 @@ def test_real_smollm2_q4_1_linears_come_back_exactly(checkpoint):
 
 @pytest.mark.slow
 def test_real_smollm2_auto_on_cpu_is_float32_int4_with_float32_tokens(checkpoint):
-    """Greedy tokens of `precision="auto"` on the CPU (eager here: prefill and each step
-    dequantize and use the float32 matmul) equal plain float32's; benchmarks/cpu.py checks the
-    compiled decode on all 10 prompts."""
+    """Greedy tokens of `precision="auto"` on the CPU (eager here: each step and the short
+    prompts run the C++ kernel on this CPU's path) equal plain float32's; benchmarks/cpu.py
+    checks the compiled decode on all 10 prompts."""
     import sys
     from pathlib import Path
 
@@ -138,6 +138,9 @@ def test_real_smollm2_auto_on_cpu_is_float32_int4_with_float32_tokens(checkpoint
     ref = Engine.load(checkpoint, device="cpu", precision="float32", max_seq_length=256)
     fast = Engine.load(checkpoint, device="cpu", compile=False, max_seq_length=256)
     assert fast.dtype == "float32-int4"
+    from runtime import grid_int4_cpu
+
+    assert fast.cpu_kernel == grid_int4_cpu.kernel_path() and ref.cpu_kernel.startswith("aten-")
     assert not any(isinstance(m, nn.Linear) for m in fast.model.layers.modules())
     for text in AGREEMENT_PROMPTS[:3]:
         ids = ref.tokenizer.encode(text)
