@@ -95,7 +95,8 @@ def environment() -> dict:
                    "supported_paths": cpu_features.supported_paths(),
                    "kernel_path": cpu_features.chosen_path(),
                    "caps": {k: os.environ[k] for k in (cpu_features.OVERRIDE_ENV, "ATEN_CPU_CAPABILITY",
-                                                       "ONEDNN_MAX_CPU_ISA") if k in os.environ},
+                                                       "ONEDNN_MAX_CPU_ISA", "TORCHINDUCTOR_CPP_MARCH",
+                                                       "MKL_ENABLE_INSTRUCTIONS") if k in os.environ},
                    "aten_capability": str(torch.backends.cpu.get_cpu_capability())}
     return info
 
