@@ -234,17 +234,7 @@ def generate(
             # out.cached_ids, a row the next request overwrites before anything reads it.
             ahead = step(next_token, n)
         token_id = reader.finish()
-        if token_id in stop_ids:
-            out.finish_reason = "stop"
-            break
-        out.token_ids.append(token_id)
-        if text.push(token_id):
-            out.finish_reason = "stop"
-            break
-        if len(out.token_ids) >= budget:
-            break
-        if cancelled():
-            out.finish_reason = "cancelled"
+        if _emit(out, token_id, budget, stop_ids, text, cancelled):
             break
         next_token = ahead if ahead is not None else step(next_token, n)
         out.cached_ids.append(token_id)
@@ -254,8 +244,9 @@ def generate(
 
 
 def _emit(out: Outcome, token_id: int, budget: int, stop_ids, text: TextStream, cancelled) -> bool:
-    """Hand one generated token to the caller, in plain decode's order of checks; True when
-    generation ends with it (out.finish_reason says why)."""
+    """Hand one generated token to the caller (plain decode and draft verification alike): stop
+    id, stop string, budget, then `cancelled()`; True when generation ends with it
+    (out.finish_reason says why)."""
     if token_id in stop_ids:
         out.finish_reason = "stop"
         return True

@@ -62,6 +62,15 @@ async def settled(job: Job):
     return await asyncio.wait_for(asyncio.wrap_future(job.future), END_S)
 
 
+def gated_load(source, cache):
+    """A host whose worker is held by a gate, a scheduler, the list of models the work ran on,
+    the gate, and a load of `source` queued behind it (call on the running loop)."""
+    host = ModelHost()
+    sched = Scheduler(host)
+    gate = Gate(host)
+    return host, sched, [], gate, start_load(sched, source, cache)
+
+
 @pytest.fixture
 def checkpoint(tiny_checkpoint):  # noqa: F811
     return tiny_checkpoint[0]
@@ -69,10 +78,7 @@ def checkpoint(tiny_checkpoint):  # noqa: F811
 
 def test_a_request_waits_for_the_load_and_runs_on_the_loaded_model(checkpoint, tmp_path):
     async def scenario():
-        host = ModelHost()
-        sched, ran = Scheduler(host), []
-        gate = Gate(host)
-        load = start_load(sched, checkpoint, tmp_path)
+        host, sched, ran, gate, load = gated_load(checkpoint, tmp_path)
         request = asyncio.ensure_future(sched.completion(URI, model_work(host, ran), WAIT_S))
         await until(lambda: sched.waiting == 1)
         assert not request.done() and ran == []
@@ -102,10 +108,7 @@ def test_a_request_before_any_load_waits_for_the_first_one(checkpoint, tmp_path)
 
 def test_a_zero_bound_answers_empty_at_once_as_before(checkpoint, tmp_path):
     async def scenario():
-        host = ModelHost()
-        sched, ran = Scheduler(host), []
-        gate = Gate(host)
-        load = start_load(sched, checkpoint, tmp_path)
+        host, sched, ran, gate, load = gated_load(checkpoint, tmp_path)
         text = await sched.completion(URI, model_work(host, ran), 0.0)
         state = host.state
         gate.open()
@@ -119,10 +122,7 @@ def test_a_zero_bound_answers_empty_at_once_as_before(checkpoint, tmp_path):
 
 def test_the_bound_passing_answers_empty(checkpoint, tmp_path):
     async def scenario():
-        host = ModelHost()
-        sched, ran = Scheduler(host), []
-        gate = Gate(host)
-        load = start_load(sched, checkpoint, tmp_path)
+        host, sched, ran, gate, load = gated_load(checkpoint, tmp_path)
         text = await asyncio.wait_for(sched.completion(URI, model_work(host, ran), 0.3), END_S)
         state = host.state
         gate.open()
@@ -136,10 +136,7 @@ def test_the_bound_passing_answers_empty(checkpoint, tmp_path):
 
 def test_a_failed_load_answers_the_waiting_request_empty_at_once(tmp_path):
     async def scenario():
-        host = ModelHost()
-        sched, ran = Scheduler(host), []
-        gate = Gate(host)
-        load = start_load(sched, tmp_path / "missing.gguf", tmp_path / "cache")
+        host, sched, ran, gate, load = gated_load(tmp_path / "missing.gguf", tmp_path / "cache")
         request = asyncio.ensure_future(sched.completion(URI, model_work(host, ran), WAIT_S))
         await until(lambda: sched.waiting == 1)
         gate.open()
@@ -157,10 +154,7 @@ def test_a_failed_load_answers_the_waiting_request_empty_at_once(tmp_path):
 
 def test_a_newer_request_supersedes_a_waiting_one_and_cancel_ends_it(checkpoint, tmp_path):
     async def scenario():
-        host = ModelHost()
-        sched, ran = Scheduler(host), []
-        gate = Gate(host)
-        load = start_load(sched, checkpoint, tmp_path)
+        host, sched, ran, gate, load = gated_load(checkpoint, tmp_path)
         first = asyncio.ensure_future(sched.completion(URI, model_work(host, ran), WAIT_S))
         other = asyncio.ensure_future(sched.completion("file:///project/b.py", model_work(host, ran), WAIT_S))
         await until(lambda: sched.waiting == 2)
@@ -210,10 +204,7 @@ def test_a_reload_while_waiting_keeps_the_request_waiting_for_the_newest_model(c
 
 def test_a_chat_ends_a_waiting_completion_and_runs_after_the_load(checkpoint, tmp_path):
     async def scenario():
-        host = ModelHost()
-        sched, ran = Scheduler(host), []
-        gate = Gate(host)
-        load = start_load(sched, checkpoint, tmp_path)
+        host, sched, ran, gate, load = gated_load(checkpoint, tmp_path)
         request = asyncio.ensure_future(sched.completion(URI, model_work(host, ran), WAIT_S))
         await until(lambda: sched.waiting == 1)
         chat = asyncio.ensure_future(sched.chat(lambda job: ("chat", host.state)))
