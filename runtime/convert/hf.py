@@ -3,7 +3,7 @@
 Reads `config.json`, the safetensors weights (one file, or shards listed by
 `model.safetensors.index.json`) or, only when a folder has no safetensors, the PyTorch `.bin`
 weights through `torch.load(weights_only=True)` (never a full unpickle), and the tokenizer files.
-Only the files that `hf_files.select_files` picks are opened, so a `.bin` copy next to the
+Only the files that `file_selection.select_files` picks are opened, so a `.bin` copy next to the
 safetensors, `original/` or images are never read.
 """
 
@@ -19,7 +19,9 @@ import torch
 from ..checkpoint import write_checkpoint
 from ..errors import CheckpointError, TokenizerError
 from ..progress import ProgressCallback, report
-from .hf_files import BIN_INDEX, SAFETENSORS_INDEX, select_files, tokenizer_file_names, weight_format
+from .file_selection import (
+    BIN_INDEX, SAFETENSORS_INDEX, select_files, tokenizer_file_names, weight_format,
+)
 from .native import model_config, read_config
 
 

@@ -18,7 +18,7 @@ import torch
 from ..checkpoint import write_checkpoint
 from ..errors import CheckpointError, TokenizerError
 from ..progress import ProgressCallback, report
-from .hf_files import tokenizer_file_names
+from .file_selection import tokenizer_file_names
 from .native import model_config, read_config
 
 

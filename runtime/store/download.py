@@ -2,7 +2,7 @@
 
 `huggingface_hub` does the HTTP work, the resuming of partial files, the `HF_TOKEN` login and
 the shared cache (`HF_HOME` / `HF_HUB_CACHE`); this module picks the files
-(`convert.hf_files.select_files`), checks free disk first, reports progress and turns the hub's
+(`convert.file_selection.select_files`), checks free disk first, reports progress and turns the hub's
 exceptions into errors that say what to do. With `HF_HUB_OFFLINE=1` (or no network) the same
 selection is served from the HF cache.
 """
@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..errors import GatedModelError, ModelNotFoundError
 from ..progress import ProgressCallback, format_bytes, report
-from ..convert.hf_files import select_files, weight_format
+from ..convert.file_selection import select_files, weight_format
 from .aliases import describe_aliases
 from .cache import check_free_space
 

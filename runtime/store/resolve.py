@@ -44,7 +44,7 @@ def _fingerprint(path: Path) -> str:
 
 def _local_kind(path: Path) -> tuple[str, Path]:
     if path.is_dir():
-        from ..convert.hf_files import GPTFAST_WEIGHTS, weight_format
+        from ..convert.file_selection import GPTFAST_WEIGHTS, weight_format
 
         fmt = weight_format(p.name for p in path.iterdir())
         if fmt == "pth":
@@ -166,7 +166,7 @@ def _ensure(cache: Path, name: str, convert: Callable, *, source_revision: str |
 
 def _convert_from_hub(repo_id, revision, target, work, cache, progress, reserve_bytes) -> None:
     from ..convert import convert_gguf, convert_hf_dir, convert_pth
-    from ..convert.hf_files import GPTFAST_WEIGHTS, weight_format
+    from ..convert.file_selection import GPTFAST_WEIGHTS, weight_format
     from .default_model import EMBEDDED_REPO, GGUF_SHA256, SOURCE_REF, fetch_default_gguf
     from .download import HubUnreachable, cached_snapshot, download_snapshot, hub_offline
 

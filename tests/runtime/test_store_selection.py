@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from runtime.convert.hf_files import select_files
+from runtime.convert.file_selection import select_files
 from runtime.store.aliases import ALIASES, parse_repo_ref
 from runtime.store.cache import hub_model_name
 
