@@ -25,6 +25,7 @@ import torch
 from ..checkpoint import write_checkpoint
 from ..errors import CheckpointError, UnsupportedArchitectureError
 from ..progress import ProgressCallback, report
+from .disk_space import check_free_space
 from .native import model_config
 
 # general.architecture -> (HF class, HF model_type, llama.cpp permuted q/k)
@@ -287,7 +288,6 @@ def convert_gguf(
     """Convert the GGUF file `path` into a checkpoint at `target` (which must not exist)."""
     import tempfile
 
-    from ..store.cache import check_free_space
     from ..tokenizer import export_gguf_tokenizer
     from ..weight_map import hf_to_native
 

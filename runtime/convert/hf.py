@@ -19,6 +19,7 @@ import torch
 from ..checkpoint import write_checkpoint
 from ..errors import CheckpointError, TokenizerError
 from ..progress import ProgressCallback, report
+from .disk_space import check_free_space
 from .file_selection import (
     BIN_INDEX, SAFETENSORS_INDEX, select_files, tokenizer_file_names, weight_format,
 )
@@ -34,7 +35,6 @@ def convert_hf_dir(
     reserve_bytes: int = 0,
 ) -> Path:
     """Convert the HF model folder `src` into a checkpoint at `target` (which must not exist)."""
-    from ..store.cache import check_free_space
     from ..weight_map import hf_to_native
 
     src, target = Path(src), Path(target)

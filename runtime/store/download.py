@@ -13,11 +13,11 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..convert.disk_space import check_free_space
+from ..convert.file_selection import select_files, weight_format
 from ..errors import GatedModelError, ModelNotFoundError
 from ..progress import ProgressCallback, format_bytes, report
-from ..convert.file_selection import select_files, weight_format
 from .aliases import describe_aliases
-from .cache import check_free_space
 
 _TRUE = {"1", "on", "yes", "true"}
 
