@@ -76,7 +76,7 @@ def reference(qkv, k_cache, v_cache, cos_table, sin_table, pos: int, a: dict) ->
 
 
 def probe_model(name: str, configs: list, positions: list[int], layers: int, reps: int, gemv: bool) -> dict:
-    import runtime.decode_attention as da
+    import runtime.kernels.decode_attention as da
 
     a = attention_shape(name)
     h, kvh, d, s_max, window = a["heads"], a["kv_heads"], a["head_dim"], a["cache_length"], a["window"]
@@ -91,7 +91,7 @@ def probe_model(name: str, configs: list, positions: list[int], layers: int, rep
     counts = torch.zeros(h, dtype=torch.int32, device=dev)
     projections = []
     if gemv:  # each layer's int8 q/k/v projection, whose output the attention step reads
-        from runtime.gemv import gemv as gemv_fn
+        from runtime.kernels.gemv import gemv as gemv_fn
 
         hidden = h * d
         x = torch.randn(hidden, device=dev, generator=g).bfloat16()
@@ -164,7 +164,7 @@ def parse_configs(text: str) -> list:
 
 def default_grid(s_max: int, window: int | None) -> list:
     """The shipped config, with each option on and off, and chunk sizes around it."""
-    import runtime.decode_attention as da
+    import runtime.kernels.decode_attention as da
 
     shipped = da._step_config(s_max, 0, window)
     chunk, warps, merge, *_ = shipped

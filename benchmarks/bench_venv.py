@@ -6,7 +6,7 @@ AVX2 build and an AVX-512 build live side by side. The wheel is compiled here, w
 several minutes on two cores; later runs reuse it. `python benchmarks/bench_venv.py` builds it
 ahead of time.
 
-The CPU features are detected (`runtime/cpu_features.py`) and named to CMake one by one rather
+The CPU features are detected (`runtime/kernels/cpu_features.py`) and named to CMake one by one rather
 than left to `GGML_NATIVE=ON`: a native build on this machine kind enables AMX, which the CPU
 reports but the VM does not grant, and `llama_decode` then dies with a segmentation fault. So
 AMX stays off; every other feature is on exactly when the running CPU reports it (a build that
@@ -43,7 +43,7 @@ if str(REPO_ROOT) not in sys.path:
 def cmake_args(flags: frozenset[str] | None = None, path: str | None = None) -> str:
     """CMAKE_ARGS for a build with exactly the features this CPU has (AMX off), capped at AVX2
     when Quill's kernel path is capped there (`QUILL_CPU_KERNEL`)."""
-    from runtime import cpu_features
+    from runtime.kernels import cpu_features
 
     have = cpu_features.cpu_flags() if flags is None else flags
     capped = (path or cpu_features.chosen_path(have)) != "avx512"

@@ -86,7 +86,7 @@ def environment() -> dict:
                     cuda=torch.version.cuda)
     else:
         info["device"] = platform.processor() or "cpu"
-    from runtime import cpu_features
+    from runtime.kernels import cpu_features
 
     # Every result file names the CPU: its model, its vector flags, the kernel path Quill chose
     # (and a cap set through QUILL_CPU_KERNEL / ATEN_CPU_CAPABILITY, when a run stands in for
@@ -216,7 +216,7 @@ def quill_from_hf(hf_model, shape: dict, device: str, max_seq_length: int):
 
 def kv_bytes_per_position(engine) -> int:
     """Bytes of keys and values one cache position holds over all layers. On CUDA, Quill's
-    decode attention reads the filled positions only (`runtime/decode_attention.py`)."""
+    decode attention reads the filled positions only (`runtime/kernels/decode_attention.py`)."""
     cfg = engine.config
     itemsize = engine.model.tok_embeddings.weight.element_size()
     return 2 * cfg.n_layer * cfg.n_local_heads * cfg.head_dim * itemsize

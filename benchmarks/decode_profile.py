@@ -9,7 +9,7 @@ position near `--position` (no host reads), times `runtime.generate.generate` on
 parity workload with and without its pipelined decode (host reads of every token), and profiles a few steps with `torch.profiler`, summing CUDA time
 per kernel name. `--cdt` turns on Inductor's coordinate-descent tuning (gpt-fast's setting),
 `--kv-limit` sets the static cache size, `--unfused` keeps the Triton kernels but not the
-fused decode layers of `runtime/fused_decode.py`. A diagnosis tool for `benchmarks/gpu.py`'s
+fused decode layers of `runtime/kernels/fused_decode.py`. A diagnosis tool for `benchmarks/gpu.py`'s
 numbers, not a peer comparison.
 """
 
@@ -177,9 +177,9 @@ def use_configs(model, spec: dict) -> None:
     "qkv", "o", "w13", "w2", "head" override one role's config (a list, as `gemv` takes it);
     "attention" the attention step's config (a list, as `decode_attention._step_config`
     returns it)."""
-    import runtime.decode_attention as attention
-    import runtime.fused_decode as fused
-    import runtime.gemv as gemv_module
+    import runtime.kernels.decode_attention as attention
+    import runtime.kernels.fused_decode as fused
+    import runtime.kernels.gemv as gemv_module
 
     global NEW_CONFIG, NEW_SWIGLU, NEW_ATTENTION
     if NEW_CONFIG is None:

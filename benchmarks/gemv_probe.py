@@ -3,7 +3,7 @@
     python benchmarks/gemv_probe.py --out $OUT/gemv.json
 
 For the linear shapes of a model (default Llama-2-7B: fused qkv, wo, fused gate/up, down, head)
-it times y = W x with: cuBLAS (`F.linear`), Quill's Triton GEMV (`runtime/gemv.py`) at its
+it times y = W x with: cuBLAS (`F.linear`), Quill's Triton GEMV (`runtime/kernels/gemv.py`) at its
 chosen blocks and, with `--sweep`, at every block size of a grid (bf16 and int8 weights), and
 with `--inductor`, Inductor's code under coordinate-descent tuning (what gpt-fast relies on;
 slow to compile), and with `--fused`, the fused decode variants of `gemv` (RMSNorm in front with
@@ -69,7 +69,7 @@ def graph_time(fn, reps: int) -> float:
 
 def fused_variants(xv, w, w8, s, n: int, k: int) -> dict:
     """label@config -> (call, weight bytes) for `gemv`'s fused prologues and epilogues."""
-    from runtime.gemv import gemv
+    from runtime.kernels.gemv import gemv
 
     g = torch.rand(k, device=xv.device, dtype=xv.dtype) + 0.5
     r = torch.randn(n, device=xv.device, dtype=xv.dtype)
@@ -104,7 +104,7 @@ def layer_chain(model: str, layers: int, int8: bool):
     (call, weight bytes a call); the call takes pdl and optional `configs`, which map "qkv",
     "o", "w13", "w2" to `gemv` block configs (default: its own choice) and "gated" to whether
     the down projection takes SwiGLU in front (default: as the runtime does, `swiglu_in_front`)."""
-    from runtime.gemv import gemv, swiglu_in_front
+    from runtime.kernels.gemv import gemv, swiglu_in_front
 
     dim, q_size, qkv_rows, hidden = LAYERS[model]
     shapes = [(qkv_rows, dim), (dim, q_size), (2 * hidden, dim), (dim, hidden)]
@@ -150,7 +150,7 @@ CHAIN_INT8 = [
     (8, 512, 4, "asm"), (4, 1024, 4, "asm"), (4, 2048, 8, "asm"), (8, 1024, 8, "asm"), (2, 1024, 4, "asm"),
     (2, 2048, 4, "asm"), (16, 512, 8, "asm"), (8, 512, 4, "asm+reduce"), (16, 512, 4, "asm+reduce"),
     (8, 1024, 4, "asm+reduce"),
-    # "v8": 8 weights a thread a row, in step with x (see runtime/gemv.py); blocks spanning
+    # "v8": 8 weights a thread a row, in step with x (see runtime/kernels/gemv.py); blocks spanning
     # every thread once (BLOCK_K = 8 x 32 x warps) and a few that do not
     (2, 1024, 4, "asm+v8"), (4, 1024, 4, "asm+v8"), (8, 1024, 4, "asm+v8"), (4, 512, 2, "asm+v8"),
     (8, 512, 2, "asm+v8"), (16, 512, 2, "asm+v8"), (4, 2048, 8, "asm+v8"), (8, 2048, 8, "asm+v8"),
@@ -173,7 +173,7 @@ def chain_sweep(models: str, layers: int, reps: int, weights: str = "int8,bf16",
     configs, then coordinate descent over each GEMV's config (and int8's SwiGLU placement),
     keeping a change only when the whole chain gets faster. The same weights throughout. `only`
     limits the candidates to variants that name it ("sum8": those and the runtime's configs)."""
-    from runtime.gemv import _config, swiglu_in_front
+    from runtime.kernels.gemv import _config, swiglu_in_front
 
     def jsonable(cfgs: dict) -> dict:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in cfgs.items()}
@@ -276,7 +276,7 @@ def main(argv=None) -> int:
 
     import torch._inductor.config as inductor_config
     from runtime.compile import configure_compile_cache
-    from runtime.gemv import _config, gemv
+    from runtime.kernels.gemv import _config, gemv
 
     configure_compile_cache(tempfile.mkdtemp(prefix="quill-gemv-cache-"))
     inductor_config.coordinate_descent_tuning = args.inductor

@@ -1,4 +1,4 @@
-"""Check and time the int8 weight-only GEMV kernel (`runtime/gemv.py`) on a CUDA GPU.
+"""Check and time the int8 weight-only GEMV kernel (`runtime/kernels/gemv.py`) on a CUDA GPU.
 
 For each matrix shape of Llama-2-7B's decode step: the kernel's output against a float32
 reference (relative error), then its time and achieved bandwidth against bf16 `F.linear` on a
@@ -20,7 +20,7 @@ import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from triton.testing import do_bench  # noqa: E402
 
-from runtime.gemv import gemv as int8_gemv  # noqa: E402
+from runtime.kernels.gemv import gemv as int8_gemv  # noqa: E402
 
 SHAPES = {  # (N, K): wqkv, wo, w13, w2, output of Llama-2-7B
     "wqkv": (12288, 4096), "wo": (4096, 4096), "w13": (22016, 4096), "w2": (4096, 11008),

@@ -4,7 +4,7 @@
 
 For each layer linear shape of a model (`gemv_probe.SHAPES`) and prompt lengths of the short prefill
 buckets, it times: widening the int8 weight and calling cuBLAS (the route for long prompts),
-cuBLAS on a bf16 copy of the weight (what bf16 prefill costs), and `runtime.int8_matmul` at its
+cuBLAS on a bf16 copy of the weight (what bf16 prefill costs), and `runtime.kernels.int8_matmul` at its
 chosen blocks and at each block config of a grid. Each is captured in a CUDA graph of `--reps`
 calls; GB/s counts the weight bytes each reads (int8: one a weight; bf16: two).
 """
@@ -30,7 +30,7 @@ GRID = [(bn, bk, warps, stages) for bn in (16, 32, 64) for bk in (128, 256) for 
 
 def probe(model: str, rows: list[int], reps: int) -> list[dict]:
     import runtime.quantize  # noqa: F401 - registers quill::int8_widened_linear
-    from runtime.int8_matmul import _config, int8_matmul
+    from runtime.kernels.int8_matmul import _config, int8_matmul
 
     out = []
     dev = torch.device("cuda")

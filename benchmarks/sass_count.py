@@ -3,7 +3,7 @@
 Triton compiles for a target named by hand (sm_90 here), and its wheel carries `ptxas` and
 `cuobjdump`, so the SASS of a config can be read on any Linux machine with Triton installed. An
 int8 GEMV is bound by instructions, not bytes, so the loop's mix is what the configs in
-`runtime/gemv.py` were chosen by: shared-memory traffic and barriers (an exchange of x between
+`runtime/kernels/gemv.py` were chosen by: shared-memory traffic and barriers (an exchange of x between
 threads), shuffles (a reduction across threads), and the arithmetic a step.
 
     python benchmarks/sass_count.py --n 9216 --k 3072 --config 8,1024,4,asm+v8+sum8 --norm
@@ -37,7 +37,7 @@ def compile_kernel(n: int, k: int, config: tuple, norm: bool, gated: bool, cc: i
     from triton.backends.compiler import GPUTarget
     from triton.compiler import ASTSource
 
-    from runtime import gemv as G
+    from runtime.kernels import gemv as G
 
     block_k = min(config[1], triton.next_power_of_2(k))
     config = (config[0], block_k, *config[2:])
@@ -104,7 +104,7 @@ def main(argv=None) -> int:
 
     from triton.tools.disasm import get_sass
 
-    from runtime.gemv import _config
+    from runtime.kernels.gemv import _config
 
     if args.config:
         bn, bk, warps, *variant = args.config.split(",")

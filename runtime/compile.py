@@ -64,7 +64,7 @@ def configure_compile_cache(cache_dir: str | os.PathLike) -> Path:
         path = Path(chosen)
     path.mkdir(parents=True, exist_ok=True)
     os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(path)  # read by Inductor at each compile
-    # Triton keeps the kernels it compiles outside Inductor (runtime/gemv.py and the others) in
+    # Triton keeps the kernels it compiles outside Inductor (runtime/kernels/gemv.py and the others) in
     # ~/.triton unless told; Inductor's own Triton kernels follow this variable too.
     global _triton_cache_set
     if os.environ.get("TRITON_CACHE_DIR") in (None, _triton_cache_set):
@@ -280,9 +280,9 @@ def use_triton_kernels(model: nn.Module, *, fused: bool = True) -> int:
     the filled cache positions (`decode_attention`), and with `fused` each layer that fits runs
     its decode as five kernels (`fused_decode`). Returns how many modules changed; 0 when the
     kernels are not available for the model's device."""
-    from .decode_attention import decode_attention, supported
-    from .fused_decode import use_fused_decode
-    from .gemv import GemvLinear, available, dependent_launch
+    from .kernels.decode_attention import decode_attention, supported
+    from .kernels.fused_decode import use_fused_decode
+    from .kernels.gemv import GemvLinear, available, dependent_launch
 
     device = model.tok_embeddings.weight.device
     if not available(device):

@@ -236,7 +236,7 @@ class Engine:
 def cpu_kernel_path(model) -> str:
     """Which CPU code path the model's matrix products run: Quill's 4-bit kernel's path when its
     layers use it ("avx512", "avx2", "plain"), else PyTorch's own dispatch ("aten-avx2", ...)."""
-    from . import grid_int4_cpu
+    from .kernels import grid_int4_cpu
     from .quantize import GridInt4Linear
 
     if any(isinstance(m, GridInt4Linear) and m.use_kernel for m in model.modules()):
@@ -285,7 +285,7 @@ def build_model(
     seq = max_seq_length or min(config.max_position_embeddings, DEFAULT_MAX_SEQ_LENGTH)
     model.setup_caches(max_batch_size=1, max_seq_length=seq)
     if device.kind == "directml":
-        from .directml_ops import DirectMLOps
+        from .kernels.directml_ops import DirectMLOps
 
         model.use_directml_ops(DirectMLOps.load())
     return model

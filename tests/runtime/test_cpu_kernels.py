@@ -1,4 +1,4 @@
-"""Each CPU kernel path of the 4-bit kernel (`runtime/grid_int4_cpu.py`) against a float64 product.
+"""Each CPU kernel path of the 4-bit kernel (`runtime/kernels/grid_int4_cpu.py`) against a float64 product.
 
 Every path that this CPU supports runs here (AVX-512, AVX2+FMA, plain C++); a path the CPU lacks
 is skipped with the feature it needs, so an AVX2-only machine still tests its own fast path. The
@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from runtime import cpu_features, grid_int4_cpu
+from runtime.kernels import cpu_features, grid_int4_cpu
 from runtime.quantize import GridInt4Linear, four_bit_grid, _pack_nibbles
 from tests.runtime.test_float32_int4 import q4_1_like
 

@@ -35,7 +35,7 @@ def _relative_error(out: torch.Tensor, ref: torch.Tensor) -> float:
 @pytest.mark.parametrize("model", sorted(SHAPES))
 @pytest.mark.parametrize("int8", [True, False], ids=["int8", "bf16"])
 def test_gemv_variants_match_float32_on_the_gpu(model, int8):
-    from runtime.gemv import dependent_launch, gemv
+    from runtime.kernels.gemv import dependent_launch, gemv
 
     torch.manual_seed(0)
     dev = torch.device("cuda")
@@ -70,7 +70,7 @@ def test_gemv_variants_match_float32_on_the_gpu(model, int8):
 
 @pytest.mark.parametrize("model", sorted(SHAPES))
 def test_int8_matmul_for_short_prompts_matches_float32_on_the_gpu(model):
-    from runtime.int8_matmul import MAX_ROWS  # registers quill::int8_matmul
+    from runtime.kernels.int8_matmul import MAX_ROWS  # registers quill::int8_matmul
 
     torch.manual_seed(0)
     dev = torch.device("cuda")
@@ -87,7 +87,7 @@ def test_int8_matmul_for_short_prompts_matches_float32_on_the_gpu(model):
 @pytest.mark.parametrize("shape", [(32, 32, 96, 4096, 2047), (32, 8, 128, 8192, None)],
                          ids=["phi-3-mini", "llama-3-8b"])
 def test_attention_step_matches_sdpa_on_the_gpu(shape):
-    from runtime.decode_attention import attention_step, decode_attention
+    from runtime.kernels.decode_attention import attention_step, decode_attention
     from runtime.rope import apply_rotary_emb
 
     heads, kv_heads, d, s_max, window = shape

@@ -1,5 +1,5 @@
-"""Quill's Triton kernels (`runtime/gemv.py`, `runtime/decode_attention.py`,
-`runtime/fused_decode.py`, `runtime/int8_matmul.py`) are correct.
+"""Quill's Triton kernels (`runtime/kernels/gemv.py`, `runtime/kernels/decode_attention.py`,
+`runtime/kernels/fused_decode.py`, `runtime/kernels/int8_matmul.py`) are correct.
 
 They run on CUDA GPUs, which CI lacks; Triton's interpreter runs the same kernel code on CPU
 tensors. It must be switched on before the kernels are compiled, so the checks run in a fresh
@@ -105,7 +105,7 @@ def test_kernels_stay_off_without_cuda_or_the_interpreter():
     import torch
 
     from runtime.compile import use_triton_kernels
-    from runtime.gemv import INTERPRET
+    from runtime.kernels.gemv import INTERPRET
     from runtime.model import Transformer
     from runtime.config import ModelConfig
 

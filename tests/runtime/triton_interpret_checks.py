@@ -3,11 +3,11 @@
 Run as a script with TRITON_INTERPRET=1 (which must be set before Triton compiles the kernels,
 hence a separate process: see test_triton_kernels.py). Prints one JSON object per check:
 
-  gemv       `runtime.gemv.gemv` against `w @ x` for float32, bfloat16 and int8 weights, with
+  gemv       `runtime.kernels.gemv.gemv` against `w @ x` for float32, bfloat16 and int8 weights, with
              shapes that do and do not divide the block sizes;
   fused_gemv the GEMV's fused prologues and epilogues (RMSNorm in front, SwiGLU in front, bias
              and residual behind) against the same steps in PyTorch, float32 and int8 weights;
-  attention  `runtime.decode_attention` against SDPA under the model's causal / sliding-window
+  attention  `runtime.kernels.decode_attention` against SDPA under the model's causal / sliding-window
              mask: MHA, GQA, head sizes 64/80/96/128, windows, first and last cache positions;
   step       `attention_step` (rotary + cache write + attention from the q/k/v projection)
              against `apply_rotary_emb`, an indexed cache write and SDPA, partial rotary too;
@@ -18,7 +18,7 @@ hence a separate process: see test_triton_kernels.py). Prints one JSON object pe
              GQA, sliding windows, a tied head, biases, partial rotary and a parallel block
              (the interpreter runs each kernel program in Python: all eight would take minutes);
   int8_model an int8 SmolLM2-shaped model through the fused layers against its unfused linears;
-  int8_matmul `runtime.int8_matmul` (short prompts against int8 weights) against widening the
+  int8_matmul `runtime.kernels.int8_matmul` (short prompts against int8 weights) against widening the
              weight, 1 to 64 rows, shapes that do and do not divide the blocks.
 """
 
@@ -43,7 +43,7 @@ def emit(**row) -> None:
 
 
 def check_gemv() -> None:
-    from runtime.gemv import gemv
+    from runtime.kernels.gemv import gemv
 
     g = torch.Generator().manual_seed(0)
     for n, k in [(64, 256), (40, 96), (8, 2048), (6, 4096), (33, 1100)]:
@@ -71,7 +71,7 @@ def check_gemv() -> None:
 
 
 def check_fused_gemv() -> None:
-    from runtime.gemv import gemv
+    from runtime.kernels.gemv import gemv
 
     g = torch.Generator().manual_seed(2)
     for n, k in [(64, 256), (33, 1100), (8, 2048)]:
@@ -113,7 +113,7 @@ def reference_attention(q, k_cache, v_cache, pos: int, window: int | None):
 
 
 def check_attention_step() -> None:
-    from runtime.decode_attention import attention_step
+    from runtime.kernels.decode_attention import attention_step
     from runtime.rope import apply_rotary_emb
 
     g = torch.Generator().manual_seed(4)
@@ -145,7 +145,7 @@ def check_attention_step() -> None:
 
 
 def check_attention() -> None:
-    from runtime.decode_attention import decode_attention
+    from runtime.kernels.decode_attention import decode_attention
 
     g = torch.Generator().manual_seed(1)
     cases = [  # heads, kv heads, head size, cache positions, query position, window
@@ -232,7 +232,7 @@ def check_int8_model() -> None:
 
 
 def check_int8_matmul() -> None:
-    from runtime.int8_matmul import int8_matmul
+    from runtime.kernels.int8_matmul import int8_matmul
 
     g = torch.Generator().manual_seed(7)
     for m, n, k, config in [(1, 48, 64, None), (5, 40, 96, None), (16, 64, 256, (16, 16, 64, 4, 2)),

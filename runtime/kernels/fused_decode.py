@@ -44,7 +44,7 @@ def _(qkv, k_cache, v_cache, cos, sin, input_pos, counts, n_head, window):
 
 def _gemv_weights(linear: nn.Module) -> tuple[Tensor, Tensor | None] | None:
     """(weight, per-row scales) of a linear the GEMV kernel can read; None for any other."""
-    from .quantize import Int8Linear
+    from ..quantize import Int8Linear
 
     if isinstance(linear, GemvLinear):
         return linear.weight, None
@@ -60,7 +60,7 @@ def _linear(linear: nn.Module, x: Tensor, **fused) -> Tensor:
 
 def block_supported(block: nn.Module) -> bool:
     """Whether `decode_block` can run this `TransformerBlock`."""
-    from .model import FeedForward, RMSNorm
+    from ..model import FeedForward, RMSNorm
 
     attn = block.attention
     ff = block.feed_forward
@@ -95,7 +95,7 @@ def decode_block(block: nn.Module, x: Tensor, cos: Tensor, sin: Tensor, input_po
 
 def head_supported(model: nn.Module) -> bool:
     """Whether `decode_head` can run the model's final norm and vocabulary projection."""
-    from .model import RMSNorm
+    from ..model import RMSNorm
 
     if not isinstance(model.norm, RMSNorm):
         return False
