@@ -70,7 +70,7 @@ def test_weights_off_the_grid_are_refused():
 def test_grid_linear_equals_float32_linear_for_long_inputs():
     """More rows than the kernel takes (a whole file's prefill): the float32 matmul of the
     dequantized weights, float32's result bit for bit."""
-    from runtime import grid_int4_cpu
+    from runtime.kernels import grid_int4_cpu
 
     lin = nn.Linear(256, 96, bias=True)
     with torch.no_grad():
@@ -82,7 +82,7 @@ def test_grid_linear_equals_float32_linear_for_long_inputs():
 def test_grid_linear_short_inputs_go_through_the_kernel():
     """A few rows (decode, typed characters, draft verification) use the C++ kernel, eager too:
     close to float32, and each row the same as that row alone."""
-    from runtime import grid_int4_cpu
+    from runtime.kernels import grid_int4_cpu
 
     if not grid_int4_cpu.available():
         pytest.fail("the C++ kernel did not build; Inductor's compiler is part of the test setup")
@@ -138,7 +138,7 @@ def test_real_smollm2_auto_on_cpu_is_float32_int4_with_float32_tokens(checkpoint
     ref = Engine.load(checkpoint, device="cpu", precision="float32", max_seq_length=256)
     fast = Engine.load(checkpoint, device="cpu", compile=False, max_seq_length=256)
     assert fast.dtype == "float32-int4"
-    from runtime import grid_int4_cpu
+    from runtime.kernels import grid_int4_cpu
 
     assert fast.cpu_kernel == grid_int4_cpu.kernel_path() and ref.cpu_kernel.startswith("aten-")
     assert not any(isinstance(m, nn.Linear) for m in fast.model.layers.modules())
