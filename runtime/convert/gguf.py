@@ -26,7 +26,7 @@ from ..checkpoint import write_checkpoint
 from ..errors import CheckpointError, UnsupportedArchitectureError
 from ..progress import ProgressCallback, report
 from .disk_space import check_free_space
-from .native import model_config
+from .steps import model_config
 
 # general.architecture -> (HF class, HF model_type, llama.cpp permuted q/k)
 GGUF_ARCHITECTURES = {

@@ -23,7 +23,7 @@ from .disk_space import check_free_space
 from .file_selection import (
     BIN_INDEX, SAFETENSORS_INDEX, select_files, tokenizer_file_names, weight_format,
 )
-from .native import model_config, read_config
+from .steps import model_config, read_config
 
 
 def convert_hf_dir(

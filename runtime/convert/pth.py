@@ -20,7 +20,7 @@ from ..errors import CheckpointError, TokenizerError
 from ..progress import ProgressCallback, report
 from .disk_space import check_free_space
 from .file_selection import tokenizer_file_names
-from .native import model_config, read_config
+from .steps import model_config, read_config
 
 
 def _load_state_dict(path: Path) -> dict[str, torch.Tensor]:
