@@ -27,11 +27,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .kernels import grid_int4_cpu, int8_matmul
-from .errors import DeviceError
-from .kernels.gemv import available as gemv_available
-from .kernels.gemv import dependent_launch
-from .kernels.gemv import gemv
+from ..kernels import grid_int4_cpu, int8_matmul
+from ..errors import DeviceError
+from ..kernels.gemv import available as gemv_available
+from ..kernels.gemv import dependent_launch
+from ..kernels.gemv import gemv
 
 INT4_GROUP_SIZES = (32, 64, 128, 256)
 
