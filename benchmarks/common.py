@@ -25,7 +25,7 @@ if str(REPO_ROOT) not in sys.path:
 
 import torch  # noqa: E402
 
-from runtime.bench import percentile, single_request_metrics, synthetic_tokens, typing_metrics  # noqa: E402
+from runtime.workloads import percentile, single_request_metrics, synthetic_tokens, typing_metrics  # noqa: E402
 
 RESULTS_DIR = REPO_ROOT / "benchmarks" / "results"
 
@@ -257,7 +257,7 @@ class HFRunner:
 
 
 def run_peer_workload(runner, workload, vocab: int, *, runs: int, warmup: int = 1, seed: int = 0) -> dict:
-    """The `runtime.bench` method for any runner with `generate(prompt, n)` (no prefix reuse)."""
+    """The `runtime.workloads` method for any runner with `generate(prompt, n)` (no prefix reuse)."""
     prompt_len = workload.prompt_tokens + workload.step_tokens * (workload.requests - 1)
     tokens = synthetic_tokens(prompt_len, vocab, seed)
     dev = runner.device

@@ -58,7 +58,7 @@ import torch  # noqa: E402
 
 from bench_venv import ensure_llama_cpp  # noqa: E402
 from common import REPO_ROOT, RESULTS_DIR, ResultLog, environment  # noqa: E402
-from runtime.bench import percentile  # noqa: E402
+from runtime.workloads import percentile  # noqa: E402
 
 STAGES = ("llamacpp", "hf", "quill", "agreement", "server", "first_use")
 DECODE_TOKENS, PREFILL_TOKENS = 128, 1024
@@ -131,7 +131,7 @@ def load_quill(ckpt: Path, variant: str):
 
 def time_generate(engine, prompt: list[int], n: int) -> tuple[float, float]:
     """(seconds to the first token, seconds for n tokens) from an empty cache, no stop ids."""
-    from runtime.bench import untokenized
+    from runtime.workloads import untokenized
     from runtime.engine import GenerationConfig
 
     bare = untokenized(engine)
@@ -148,7 +148,7 @@ def time_generate(engine, prompt: list[int], n: int) -> tuple[float, float]:
 
 def engine_typing(engine, tokens: list[int]) -> list[float]:
     """Engine-level typing replay with prefix reuse; latency of each request."""
-    from runtime.bench import untokenized
+    from runtime.workloads import untokenized
     from runtime.engine import GenerationConfig
 
     bare = untokenized(engine)
@@ -282,7 +282,7 @@ AGREEMENT_PROMPTS = [
 
 
 def greedy(engine, ids: list[int], n: int = 32) -> list[int]:
-    from runtime.bench import untokenized
+    from runtime.workloads import untokenized
     from runtime.engine import GenerationConfig
 
     bare = untokenized(engine)
@@ -313,7 +313,7 @@ async def server_typing(ckpt: Path, text: str, precision: str, workdir: Path, co
     `completion`: the `quill.completion` settings on top of the server's defaults."""
     from lsprotocol import types
 
-    from quill_client.drive import Session
+    from quill_cli.lsp_session import Session
     from runtime.tokenizer import load_tokenizer
 
     tok = load_tokenizer(ckpt)
@@ -370,7 +370,7 @@ def first_use(gguf: Path, workdir: Path) -> dict:
     """`quill try` from an empty model cache, as a new user runs it; its own report, parsed."""
     env = dict(os.environ, QUILL_CACHE_DIR=str(workdir / "cache"), QUILL_DATA_DIR=str(workdir / "data"))
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-P", "-m", "lsp_server.cli", "try", "--model", str(gguf)],
+    proc = subprocess.run([sys.executable, "-P", "-m", "quill_cli", "try", "--model", str(gguf)],
                           capture_output=True, text=True, env=env, timeout=1800, cwd=str(workdir))
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
@@ -394,12 +394,12 @@ def first_use(gguf: Path, workdir: Path) -> dict:
 
 
 async def start_server(session, options: dict, workdir: Path) -> None:
-    """`Session.start` of `quill_client.drive`, with initializationOptions (the editor's way)."""
+    """`Session.start` of `quill_cli.lsp_session`, with initializationOptions (the editor's way)."""
     from lsprotocol import types
 
-    from quill_client.drive import CAPABILITIES
+    from quill_cli.lsp_session import CAPABILITIES
 
-    await session.client.start_io(sys.executable, "-P", "-m", "lsp_server.cli", "serve")
+    await session.client.start_io(sys.executable, "-P", "-m", "quill_cli", "serve")
     session._stderr_task = asyncio.ensure_future(session._drain_stderr())
     folder = types.WorkspaceFolder(uri=workdir.as_uri(), name=workdir.name)
     await session.client.initialize_async(types.InitializeParams(

@@ -7,7 +7,7 @@ One invocation, one GPU, a time budget (default 540 s, under the 10-minute job l
 
 For each model (real shapes, seeded random bf16 weights built as a transformers model, loaded into
 Quill through `hf_to_native`, so every engine computes with the same tensors) it runs the
-workloads of `runtime.bench` (parity, completion, typing, chat) in priority order, interleaving
+workloads of `runtime.workloads` (parity, completion, typing, chat) in priority order, interleaving
 Quill (compiled decode, CUDA graphs), HF static+compile and HF eager; then Quill int8; then two
 fresh processes that measure first-call time with an empty and with a warm compile cache.
 
@@ -38,7 +38,7 @@ from common import (  # noqa: E402
     MODEL_SHAPES, RESULTS_DIR, HFRunner, ResultLog, environment, kv_bytes_per_position, quill_from_hf,
     random_hf_model, run_peer_workload, sync,
 )
-from runtime.bench import WORKLOADS, first_call, run_workload, scaled  # noqa: E402
+from runtime.workloads import WORKLOADS, first_call, run_workload, scaled  # noqa: E402
 from runtime.compile import compile_model, configure_compile_cache, warmup  # noqa: E402
 from runtime.quantize import quantize_int8, weight_bytes  # noqa: E402
 

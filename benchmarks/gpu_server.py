@@ -59,7 +59,7 @@ import torch  # noqa: E402
 
 from common import MODEL_SHAPES, REPO_ROOT, RESULTS_DIR, ResultLog, environment  # noqa: E402
 from cpu import latency_summary, real_python_text, start_server, test_assets  # noqa: E402
-from runtime.bench import percentile  # noqa: E402
+from runtime.workloads import percentile  # noqa: E402
 
 REPLAY = {"start": 1536, "step": 8, "requests": 20, "new_tokens": 64}
 CONTEXT_TOKENS = 2048  # > the longest prefix (about 1,700 tokens): nothing is cut, reuse holds
@@ -278,7 +278,7 @@ async def serve_and_replay(ckpt: Path, tok, docs: list, settings: dict, workdir:
     `passes`: [(label, completion settings)], each a whole replay in this server, recorded under
     run["passes"]; None: one replay with the settings as they are, under run["requests"]."""
     from lsp_server import protocol
-    from quill_client.drive import Session
+    from quill_cli.lsp_session import Session
 
     session = Session(lambda delta: None, lambda text: log(f"server: {text}"))
     session._drain_stderr = functools.partial(_drain_to_file, session, server_log)  # keep the whole log

@@ -3,13 +3,18 @@
 import argparse
 import sys
 
-from lsp_server.serve import add_model_flags, run
+from lsp_server.options import add_server_options
+from lsp_server.serve import run
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m lsp_server", description=__doc__)
+    add_server_options(parser)
+    return parser
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(prog="python -m lsp_server", description=__doc__)
-    add_model_flags(parser)
-    return run(parser.parse_args())
+    return run(build_parser().parse_args())
 
 
 if __name__ == "__main__":

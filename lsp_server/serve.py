@@ -1,4 +1,4 @@
-"""`quill serve`: run the language server over stdio.
+"""Run the language server over stdio (`python -m lsp_server`, `quill serve`).
 
 stdout carries the protocol and nothing else: logging goes to stderr, and records of the `quill`,
 `lsp_server` and `runtime` loggers are also sent to the editor as `window/logMessage` (from any
@@ -42,19 +42,6 @@ class LogMessageHandler(logging.Handler):
             self.server.window_log_message(params)
         except Exception:
             pass
-
-
-def add_model_flags(parser: argparse.ArgumentParser) -> None:
-    """The sample's flags (plus --model/--device), shared by serve, chat, complete and try."""
-    parser.add_argument("--model", help="model alias, HF repo id, directory, .gguf or model.pth (default smollm2)")
-    parser.add_argument("--hf_model", help="Hugging Face repo id (the sample's flag; same as --model)")
-    parser.add_argument("--checkpoint_path", help="a converted or Hugging Face checkpoint directory")
-    parser.add_argument("--device", help="auto, cpu, cuda[:N], mps or directml")
-    parser.add_argument("--precision", help="auto, float32, float16, bfloat16, or int8 / int4 (weight-only)")
-    parser.add_argument("--max_context_length", type=int, help="chat prompt budget in tokens (default 1500)")
-    parser.add_argument("--disable_history", action="store_true", help="do not read or write chat history")
-    parser.add_argument("--data_dir", help="where chat history is kept (default: QUILL_DATA_DIR or the user data dir)")
-    parser.add_argument("--cache_dir", help="where converted models are kept (default: QUILL_CACHE_DIR or the user cache dir)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.slow  # real weights, real server processes
 
 def quill(args: list[str], env: dict, stdin: str | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "lsp_server.cli", *args],
+        [sys.executable, "-m", "quill_cli", *args],
         input=stdin, capture_output=True, text=True, env=env, timeout=600,
     )
 

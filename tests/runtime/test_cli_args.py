@@ -1,10 +1,10 @@
-"""The runtime commands' arguments, including the DirectML sample's spellings."""
+"""The commands' arguments, including the DirectML sample's spellings."""
 
 from __future__ import annotations
 
 import pytest
 
-from lsp_server.cli import build_parser
+from quill_cli.main import build_parser
 
 
 @pytest.mark.parametrize("flag", ["--model", "--hf_model", "--checkpoint_path"])
@@ -29,6 +29,31 @@ def test_pull_models_rm():
     assert parser.parse_args(["pull", "mistral", "--cache-dir", "/c"]).cache_dir == "/c"
     assert parser.parse_args(["models"]).handler.__name__ == "cmd_models"
     assert parser.parse_args(["rm", "phi-2"]).handler.__name__ == "cmd_rm"
+
+
+SERVER_ARGS = ["--model", "phi-3", "--device", "cpu", "--precision", "int8", "--max_context_length", "900",
+               "--disable_history", "--data_dir", "/d", "--cache_dir", "/c"]
+
+
+def test_python_m_lsp_server_and_quill_serve_take_the_same_options():
+    from lsp_server.__main__ import build_parser as server_parser
+
+    served = vars(build_parser().parse_args(["serve", *SERVER_ARGS]))
+    del served["command"], served["handler"]
+    assert served == vars(server_parser().parse_args(SERVER_ARGS))
+    assert served["max_context_length"] == 900 and served["disable_history"] is True
+    assert served["hf_model"] is None and served["checkpoint_path"] is None
+
+
+@pytest.mark.parametrize("command", [["try"], ["chat"], ["complete", "f.py", "--line", "0", "--character", "0"]])
+def test_client_commands_pass_their_server_options_on(command):
+    from lsp_server.__main__ import build_parser as server_parser
+    from quill_cli.lsp_session import server_flags
+
+    args = build_parser().parse_args([*command, *SERVER_ARGS])
+    passed = server_parser().parse_args(server_flags(args))
+    assert vars(passed) == vars(server_parser().parse_args(SERVER_ARGS))
+    assert server_flags(build_parser().parse_args(command)) == []
 
 
 def test_cache_dir_comes_from_the_environment_or_the_platform(monkeypatch, tmp_path):

@@ -22,7 +22,7 @@ def quill(tmp_path):
     env.pop("HF_HUB_CACHE", None)
 
     def run(*args: str) -> subprocess.CompletedProcess:
-        proc = subprocess.run([sys.executable, "-m", "lsp_server.cli", *args], env=env,
+        proc = subprocess.run([sys.executable, "-m", "quill_cli", *args], env=env,
                               capture_output=True, text=True, timeout=600)
         print(f"$ quill {' '.join(args)}  (rc {proc.returncode})\n--- stdout\n{proc.stdout}"
               f"--- stderr\n{proc.stderr}")

@@ -99,7 +99,7 @@ def test_quill_generate_cli_prints_transformers_continuation(checkpoint, referen
     expected = reference[1].decode(ref_tokens, skip_special_tokens=True,
                                    clean_up_tokenization_spaces=False)
     proc = subprocess.run(
-        [sys.executable, "-m", "lsp_server.cli", "generate", "--checkpoint_path", str(checkpoint),
+        [sys.executable, "-m", "quill_cli", "generate", "--checkpoint_path", str(checkpoint),
          "--prompt", prompt, "--max-tokens", str(N_TOKENS), "--temperature", "0",
          "--precision", "float32", "--device", "cpu"],
         env=python_env(HF_HUB_OFFLINE="1"), capture_output=True, text=True, timeout=600,

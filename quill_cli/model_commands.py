@@ -1,8 +1,8 @@
-"""Runtime commands of the `quill` CLI: generate, pull, models, rm, bench.
+"""Model commands of the `quill` CLI: generate, pull, models, rm.
 
-`lsp_server/cli.py` builds the parser and calls `add_commands(subparsers)`; each command sets
-`handler(args) -> int`. Generated text is the only thing written to stdout by `generate`;
-progress bars and errors go to stderr, so scripts can capture the continuation as it is.
+They use the runtime directly, without a server. Generated text is the only thing written to
+stdout by `generate`; progress bars and errors go to stderr, so scripts can capture the
+continuation as it is.
 """
 
 from __future__ import annotations
@@ -10,10 +10,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from .bench import add_bench_command
-from .errors import QuillError
-from .progress import ProgressBars, format_bytes
-from .store.aliases import DEFAULT_ALIAS, describe_aliases
+from runtime.errors import QuillError
+from runtime.progress import ProgressBars, format_bytes
+from runtime.store.aliases import DEFAULT_ALIAS, describe_aliases
 
 PRECISION_CHOICES = ("auto", "float32", "float16", "bfloat16", "int8", "int4", "float32-int4")
 
@@ -58,7 +57,6 @@ def add_commands(subparsers) -> None:
     rm.add_argument("model", help="name as `quill models` shows it, alias, repo id or path")
     _cache_arg(rm)
     rm.set_defaults(handler=cmd_rm)
-    add_bench_command(subparsers)
 
 
 def _cache_arg(parser: argparse.ArgumentParser) -> None:
@@ -72,7 +70,7 @@ def _fail(err: QuillError) -> int:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from .engine import GenerationConfig, load_engine
+    from runtime.engine import GenerationConfig, load_engine
 
     bars = ProgressBars()
     try:
@@ -100,9 +98,9 @@ def _write_stdout(text: str) -> None:
 
 
 def cmd_pull(args: argparse.Namespace) -> int:
-    from .checkpoint import read_manifest
-    from .store import cached_checkpoint, resolve_model
-    from .store.cache import dir_size
+    from runtime.checkpoint import read_manifest
+    from runtime.store import cached_checkpoint, resolve_model
+    from runtime.store.cache import dir_size
 
     try:
         existing = cached_checkpoint(args.model, args.cache_dir)
@@ -124,8 +122,8 @@ def cmd_pull(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from .store import list_models
-    from .store.cache import resolve_cache_dir
+    from runtime.store import list_models
+    from runtime.store.cache import resolve_cache_dir
 
     models = list_models(args.cache_dir)
     if not models:
@@ -141,7 +139,7 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 def cmd_rm(args: argparse.Namespace) -> int:
-    from .store import remove_model
+    from runtime.store import remove_model
 
     try:
         path = remove_model(args.model, args.cache_dir)
