@@ -22,7 +22,7 @@ pytestmark = pytest.mark.slow
 
 @torch.no_grad()
 def test_int8_picks_the_bfloat16_token_at_90_percent_of_positions(tmp_path_factory):
-    from runtime.bench import untokenized
+    from runtime.workloads import untokenized
     from runtime.engine import Engine, GenerationConfig
     from runtime.quantize import Int8Linear, quantize
     from runtime.store import resolve_model
