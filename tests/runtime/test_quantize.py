@@ -155,7 +155,7 @@ def test_real_smollm2_fast_path_is_as_faithful_to_float32_as_bfloat16(tmp_path_f
     (int4 weights - its GGUF is Q4_1, so group-32 int4 is nearly exact - and a head whose top
     logits are recomputed in float32) must not lose more than one prompt on top of that
     (measured 8 of 10). Plain int4 with a quantized head keeps 1 of 10, so this can fail."""
-    from runtime.bench import untokenized
+    from runtime.workloads import untokenized
     from runtime.engine import Engine, GenerationConfig
     from runtime.store import resolve_model
     from tests.assets import smollm2_gguf
