@@ -129,7 +129,7 @@ def test_real_smollm2_auto_on_cpu_is_float32_int4_with_float32_tokens(checkpoint
     import sys
     from pathlib import Path
 
-    from runtime.bench import untokenized
+    from runtime.workloads import untokenized
     from runtime.engine import Engine, GenerationConfig
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "benchmarks"))
