@@ -114,7 +114,7 @@ def _env(endpoint: str, tmp_path: Path) -> dict[str, str]:
 
 
 def _quill(endpoint: str, tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
-    proc = subprocess.run([sys.executable, "-m", "lsp_server.cli", *args], env=_env(endpoint, tmp_path),
+    proc = subprocess.run([sys.executable, "-m", "quill_cli", *args], env=_env(endpoint, tmp_path),
                           capture_output=True, text=True, timeout=300)
     print(f"$ quill {' '.join(args)} (rc {proc.returncode})\n{proc.stdout}{proc.stderr[-1500:]}")
     return proc
