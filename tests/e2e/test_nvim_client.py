@@ -9,7 +9,7 @@ counts the acceptance, the one request sent on entering insert mode while the se
 converts and loads the model brings the ghost text once the model is ready, `:QuillChat`
 streams the reply into the chat buffer delta by delta (also for a line range), and
 `:QuillHistory` in a restarted Neovim shows the conversation.
-The tests skip only where Neovim cannot be fetched or run.
+The tests skip only where Neovim cannot be fetched or run, and fail there under CI.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.assets import smollm2_gguf
+from tests.assets import smollm2_gguf, unavailable
 from tests.e2e.fetch_nvim import nvim_path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -44,7 +44,7 @@ pytestmark = pytest.mark.slow
 def nvim() -> Path:
     path, why = nvim_path()
     if path is None:
-        pytest.skip(why)
+        unavailable(why, "`python tests/e2e/fetch_nvim.py` fetches Neovim")
     return path
 
 
