@@ -4,7 +4,10 @@
     convert_gguf     llama.cpp GGUF file (dequantized; q/k permutation undone)
     convert_pth      gpt-fast / DirectML-sample model.pth (+ config.json beside it)
 
-Each writes the checkpoint atomically through `runtime.checkpoint.write_checkpoint`.
+Each converter file holds only its format; the steps they share (config, tokenizer files beside
+the weights, the free-disk check, the atomic write through `runtime.checkpoint.write_checkpoint`)
+are in `steps.py`. This package depends on the checkpoint format alone and never imports
+`runtime.store`, which calls it.
 """
 
 from __future__ import annotations

@@ -17,16 +17,17 @@ loading the same GGUF) and float16 for large ones (half the disk and memory).
 from __future__ import annotations
 
 import re
+import tempfile
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import torch
 
-from ..checkpoint import write_checkpoint
 from ..errors import CheckpointError, UnsupportedArchitectureError
-from ..progress import ProgressCallback, report
-from .disk_space import check_free_space
-from .steps import model_config
+from ..progress import ProgressCallback
+from ..weight_map import hf_to_native
+from .steps import ConversionTarget, model_config
 
 # general.architecture -> (HF class, HF model_type, llama.cpp permuted q/k)
 GGUF_ARCHITECTURES = {
@@ -248,7 +249,7 @@ def _split_qkv(tensors: dict[str, torch.Tensor]) -> None:
 
 
 def read_gguf_tensors(
-    reader, config: dict, dtype: torch.dtype, progress: ProgressCallback | None
+    reader, config: dict, dtype: torch.dtype, step: Callable[[int, int], None]
 ) -> dict[str, torch.Tensor]:
     from gguf import quants
 
@@ -258,7 +259,7 @@ def read_gguf_tensors(
     tensors: dict[str, torch.Tensor] = {}
     total = len(reader.tensors) + 1  # + the final write
     for i, t in enumerate(reader.tensors):
-        report(progress, "convert", i, total)
+        step(i, total)
         name = hf_name(t.name, arch)
         if name is None:
             continue
@@ -286,12 +287,9 @@ def convert_gguf(
     workdir: str | Path | None = None,
 ) -> Path:
     """Convert the GGUF file `path` into a checkpoint at `target` (which must not exist)."""
-    import tempfile
-
     from ..tokenizer import export_gguf_tokenizer
-    from ..weight_map import hf_to_native
 
-    path, target = Path(path), Path(target)
+    path, out = Path(path), ConversionTarget(Path(target), source, progress, reserve_bytes)
     reader = open_gguf(path)
     try:
         config = gguf_config(reader, path)
@@ -304,22 +302,17 @@ def convert_gguf(
     n_params = sum(int(np.prod([int(d) for d in t.shape])) for t in reader.tensors)
     dtype = storage_dtype(n_params)
     config["torch_dtype"] = str(dtype).removeprefix("torch.")
-    check_free_space(
-        target.parent,
+    out.check_space(
         n_params * dtype.itemsize,
         what=f"converting {path.name} ({n_params / 1e6:.0f}M parameters)",
-        reserve_bytes=reserve_bytes,
     )
-    hf = read_gguf_tensors(reader, config, dtype, progress)
-    native = hf_to_native(hf, cfg)
-    del hf
-    work = Path(workdir) if workdir else target.parent
+    native = hf_to_native(read_gguf_tensors(reader, config, dtype, out.step), cfg)
+    work = Path(workdir) if workdir else out.path.parent
     work.mkdir(parents=True, exist_ok=True)
+    # The tokenizer is exported to files first: the checkpoint copies its tokenizer from files.
     with tempfile.TemporaryDirectory(dir=work, prefix=".tok-") as tok_dir:
         names = export_gguf_tokenizer(path, Path(tok_dir))
-        write_checkpoint(
-            target, native, config=config, architecture=cfg.family,
-            tokenizer_files={n: Path(tok_dir) / n for n in names}, source=source,
+        return out.write(
+            native, config=config, architecture=cfg.family,
+            tokenizer_files={n: Path(tok_dir) / n for n in names}, steps=len(reader.tensors) + 1,
         )
-    report(progress, "convert", len(reader.tensors) + 1, len(reader.tensors) + 1)
-    return target

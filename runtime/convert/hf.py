@@ -13,17 +13,15 @@ import json
 import pickle
 import zipfile
 from pathlib import Path
+from typing import Callable
 
 import torch
 
-from ..checkpoint import write_checkpoint
 from ..errors import CheckpointError, TokenizerError
-from ..progress import ProgressCallback, report
-from .disk_space import check_free_space
-from .file_selection import (
-    BIN_INDEX, SAFETENSORS_INDEX, select_files, tokenizer_file_names, weight_format,
-)
-from .steps import model_config, read_config
+from ..progress import ProgressCallback
+from ..weight_map import hf_to_native
+from .file_selection import BIN_INDEX, SAFETENSORS_INDEX, select_files, weight_format
+from .steps import ConversionTarget, model_config, read_config, side_files
 
 
 def convert_hf_dir(
@@ -35,36 +33,23 @@ def convert_hf_dir(
     reserve_bytes: int = 0,
 ) -> Path:
     """Convert the HF model folder `src` into a checkpoint at `target` (which must not exist)."""
-    from ..weight_map import hf_to_native
-
-    src, target = Path(src), Path(target)
+    src, out = Path(src), ConversionTarget(Path(target), source, progress, reserve_bytes)
     config = read_config(src / "config.json")
     cfg = model_config(config)
-    listing = [p.name for p in src.iterdir() if p.is_file()]
-    selected = select_files(listing)
+    selected = select_files([p.name for p in src.iterdir() if p.is_file()])
     weight_files = _weight_files(src, selected)
-    check_free_space(
-        target.parent,
-        sum(p.stat().st_size for p in weight_files),
-        what=f"converting {src.name}",
-        reserve_bytes=reserve_bytes,
-    )
-    tokenizer_files = {n: src / n for n in tokenizer_file_names() if n in selected}
+    out.check_space(sum(p.stat().st_size for p in weight_files), what=f"converting {src.name}")
+    tokenizer_files, extra = side_files(src)
     if not tokenizer_files:
         raise TokenizerError(
             f"{src} has no tokenizer files (expected one of tokenizer.json, tokenizer.model, "
             "vocab.json + merges.txt). Copy them from the model's Hugging Face repo."
         )
-    hf = _read_weights(weight_files, progress)
-    native = hf_to_native(hf, cfg)
-    del hf
-    extra = [(n, src / n) for n in ("generation_config.json",) if n in selected]
-    write_checkpoint(
-        target, native, config=config, architecture=cfg.family, tokenizer_files=tokenizer_files,
-        source=source, extra_files=extra,
+    native = hf_to_native(_read_weights(weight_files, out.step), cfg)
+    return out.write(
+        native, config=config, architecture=cfg.family, tokenizer_files=tokenizer_files,
+        extra_files=extra, steps=len(weight_files) + 1,
     )
-    report(progress, "convert", len(weight_files) + 1, len(weight_files) + 1)
-    return target
 
 
 def _weight_files(src: Path, selected: list[str]) -> list[Path]:
@@ -96,16 +81,16 @@ def _weight_files(src: Path, selected: list[str]) -> list[Path]:
     return [src / n for n in names]
 
 
-def _read_weights(files: list[Path], progress: ProgressCallback | None) -> dict[str, torch.Tensor]:
+def _read_weights(files: list[Path], step: Callable[[int, int], None]) -> dict[str, torch.Tensor]:
     tensors: dict[str, torch.Tensor] = {}
     total = len(files) + 1  # + the final write
     for i, path in enumerate(files):
-        report(progress, "convert", i, total)
+        step(i, total)
         if path.suffix == ".safetensors":
             tensors.update(_read_safetensors(path))
         else:
             tensors.update(_read_bin(path))
-    report(progress, "convert", len(files), total)
+    step(len(files), total)
     return tensors
 
 

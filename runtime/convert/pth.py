@@ -15,12 +15,10 @@ from pathlib import Path
 
 import torch
 
-from ..checkpoint import write_checkpoint
 from ..errors import CheckpointError, TokenizerError
-from ..progress import ProgressCallback, report
-from .disk_space import check_free_space
-from .file_selection import tokenizer_file_names
-from .steps import model_config, read_config
+from ..progress import ProgressCallback
+from ..weight_map import gptfast_to_native
+from .steps import ConversionTarget, model_config, read_config, side_files
 
 
 def _load_state_dict(path: Path) -> dict[str, torch.Tensor]:
@@ -54,9 +52,7 @@ def convert_pth(
     reserve_bytes: int = 0,
 ) -> Path:
     """Convert a gpt-fast `model.pth` (with `config.json` and tokenizer files beside it)."""
-    from ..weight_map import gptfast_to_native
-
-    path, target = Path(path), Path(target)
+    path, out = Path(path), ConversionTarget(Path(target), source, progress, reserve_bytes)
     config_path = path.parent / "config.json"
     if not config_path.is_file():
         raise CheckpointError(
@@ -66,25 +62,17 @@ def convert_pth(
         )
     config = read_config(config_path)
     cfg = model_config(config)
-    tokenizer_files = {
-        n: path.parent / n for n in tokenizer_file_names() if (path.parent / n).is_file()
-    }
+    tokenizer_files, extra = side_files(path.parent)
     if not tokenizer_files:
         raise TokenizerError(
             f"No tokenizer files beside {path.name} in {path.parent}: copy tokenizer.json or "
             "tokenizer.model from the model's Hugging Face repo into that folder."
         )
-    check_free_space(
-        target.parent, path.stat().st_size, what=f"converting {path.name}",
-        reserve_bytes=reserve_bytes,
-    )
-    report(progress, "convert", 0, 2)
+    out.check_space(path.stat().st_size, what=f"converting {path.name}")
+    out.step(0, 2)
     native = gptfast_to_native(_load_state_dict(path), cfg)
-    report(progress, "convert", 1, 2)
-    extra = [("generation_config.json", path.parent / "generation_config.json")]
-    write_checkpoint(
-        target, native, config=config, architecture=cfg.family, tokenizer_files=tokenizer_files,
-        source=source, extra_files=[e for e in extra if Path(e[1]).is_file()],
+    out.step(1, 2)
+    return out.write(
+        native, config=config, architecture=cfg.family, tokenizer_files=tokenizer_files,
+        extra_files=extra, steps=2,
     )
-    report(progress, "convert", 2, 2)
-    return target
