@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from runtime.kernels import cpu_features, grid_int4_cpu
-from runtime.quantize import GridInt4Linear, four_bit_grid, _pack_nibbles
+from runtime.quantize import GridInt4Linear, four_bit_grid
+from runtime.quantize.grid_int4 import _pack_nibbles
 from tests.runtime.test_float32_int4 import q4_1_like
 
 NEEDS = {"avx512": "AVX-512 F and BW", "avx2": "AVX2 and FMA", "plain": "nothing"}
