@@ -269,7 +269,7 @@ def run(x: torch.Tensor, codes: torch.Tensor, scales: torch.Tensor, zeros: torch
 
 
 def _grid_int4_mm(x: torch.Tensor, codes: torch.Tensor, scales: torch.Tensor, zeros: torch.Tensor) -> torch.Tensor:
-    """x [M, K] float32, codes [N, K/2] packed (`quantize._pack_nibbles`), scales and zeros
+    """x [M, K] float32, codes [N, K/2] packed (`quantize.grid_int4._pack_nibbles`), scales and zeros
     [N, K/32] float32 -> [M, N], on this CPU's path."""
     x = x.contiguous()
     m, n = x.shape[0], codes.shape[0]
