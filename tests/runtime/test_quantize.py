@@ -1,4 +1,4 @@
-"""Weight-only quantization (`runtime/quantize.py`) keeps what the model computes, on the CPU.
+"""Weight-only quantization (`runtime/quantize/`) keeps what the model computes, on the CPU.
 
 Layer level: int8 and int4 linears against a float64 reference of the same weights (and int4
 against its own dequantized weights, which pins the packing and the scale/zero layout). Model
@@ -19,12 +19,12 @@ from runtime.generate import generate
 from runtime.quantize import (
     Int4Linear,
     Int8Linear,
-    _group_qparams,
     quantize,
     quantize_int4,
     quantize_int8,
     weight_bytes,
 )
+from runtime.quantize.int4 import _group_qparams
 from runtime.sampling import Sampler
 from runtime.weight_map import hf_to_native
 from tests.runtime.tiny_models import tiny_hf_model
@@ -126,10 +126,10 @@ def four_bit_representable(model, group_size=32):
 
 def test_int4_reproduces_weights_that_are_four_bit_already():
     """SmolLM2's GGUF is Q4_1: int4 with group 32 must then give the float model's tokens."""
-    from runtime.quantize import _untie_output
+    from runtime.quantize.linears import untie_output
 
     model = tiny()
-    _untie_output(model)  # its own head weight, rounded like the others; lookups stay float
+    untie_output(model)  # its own head weight, rounded like the others; lookups stay float
     model.output.weight = nn.Parameter(model.tok_embeddings.weight.detach().clone())
     four_bit_representable(model)
     ref = continuations(model)
