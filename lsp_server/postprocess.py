@@ -1,4 +1,4 @@
-"""Turning raw model text into the suggestion an editor shows.
+"""Stage 4 of an inline completion: turning raw model text into the suggestion an editor shows.
 
 The rules users expect from Copilot, Tabby and llama.vim:
 - mid-line (text after the cursor on its line): one line only;
@@ -8,24 +8,45 @@ The rules users expect from Copilot, Tabby and llama.vim:
 - keep the model's indentation as it is (no re-indenting, no stripping of inner lines);
 - brackets: cut at a closer that nothing opened, and drop closers the suffix already supplies;
 - never an empty or whitespace-only suggestion (None instead).
+
+`suggestion` is the stage: it undoes token healing (`unheal`) and applies the rules. The same
+rules also watch the stream while the model writes (`stream_cut`).
 """
 
 from __future__ import annotations
 
 from typing import Optional
 
+from lsp_server.completion_window import Request, is_multiline_position
+
 OPENERS = {"(": ")", "[": "]", "{": "}"}
 CLOSERS = {v: k for k, v in OPENERS.items()}
-BLOCK_OPENERS = (":", "{", "(", "[", "=>", " do", " then")
 MAX_LINES = 32
 
 
-def is_multiline_position(line_prefix: str, line_suffix: str, multiline: bool) -> bool:
-    """Whether a multi-line suggestion fits here: nothing after the cursor, a blank line or a block opener before it."""
-    if not multiline or line_suffix.strip():
-        return False
-    before = line_prefix.rstrip()
-    return not before or before.endswith(BLOCK_OPENERS)
+def suggestion(text: str, request: Request, *, truncated: bool) -> Optional[str]:
+    """The suggestion for the text generated for `request`: token healing undone, then the rules."""
+    window = request.window
+    return postprocess(
+        unheal(text, window.line_prefix),
+        prefix=window.prefix,
+        suffix=window.suffix,
+        line_prefix=window.line_prefix,
+        line_suffix=window.line_suffix,
+        multiline=request.settings.multiline,
+        truncated=truncated,
+    )
+
+
+def unheal(text: str, indent: str) -> str:
+    """Model text relative to an indented blank cursor line.
+
+    Models often answer `    |` with a newline and the indented statement on the next line;
+    the suggestion then belongs on the cursor's own line.
+    """
+    if indent and not indent.strip() and text.startswith("\n" + indent):
+        return text[1 + len(indent) :]
+    return text
 
 
 def postprocess(

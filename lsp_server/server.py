@@ -1,9 +1,9 @@
 """Quill's language server: a table of contents of the features it offers.
 
 Each handler adapts LSP params to a pure module and back (pygls examples, jedi-language-server):
-settings come from `settings.py`, completions from `completion.py`, chat prompts from `chat.py`,
-history from `history.py`; model work goes through `ModelHost` (one worker thread) under the
-rules of `scheduler.py`. The state behind the handlers, and the one place where a `QuillError`
+settings come from `settings.py`, completions from `completion.py` (which runs one file per stage
+and ends in `completion_items.py`), chat turns from `chat.py`, history from `history.py`; model
+work goes through `ModelHost` (one worker thread) under the rules of `scheduler.py`. The state behind the handlers, and the one place where a `QuillError`
 becomes a JSON-RPC error (`user_error`), is `session.py`; protocol plumbing (untyped `quill/`
 params, parse errors, badly typed requests answered instead of dropped) is `transport.py`.
 """
@@ -16,7 +16,7 @@ from typing import Any
 from lsprotocol import types
 from pygls.exceptions import JsonRpcInvalidParams
 
-from lsp_server import completion, protocol
+from lsp_server import completion_items, protocol
 from lsp_server.protocol import from_wire, to_wire
 from lsp_server.session import QuillServer, user_error
 
@@ -47,11 +47,7 @@ async def did_change_configuration(ls: QuillServer, params: types.DidChangeConfi
 )
 async def inline_completion(ls: QuillServer, params: types.InlineCompletionParams) -> types.InlineCompletionList:
     """Suggest text at the cursor (LSP 3.18)."""
-    request = ls.completion_request(params.text_document.uri, params.position)
-    if request is None:
-        return types.InlineCompletionList(items=[])
-    text = await ls.complete(params.text_document.uri, request)
-    return completion.inline_items(text, request)
+    return await ls.complete(params.text_document.uri, params.position, completion_items.inline_list)
 
 
 @server.feature(types.TEXT_DOCUMENT_COMPLETION, types.CompletionOptions(trigger_characters=[".", "(", " "]))
@@ -59,11 +55,7 @@ async def completion_fallback(ls: QuillServer, params: types.CompletionParams) -
     """The same suggestion as a completion item, for clients without inline completion."""
     if ls.client_has_inline_completion():
         return types.CompletionList(is_incomplete=False, items=[])
-    request = ls.completion_request(params.text_document.uri, params.position)
-    if request is None:
-        return types.CompletionList(is_incomplete=True, items=[])
-    text = await ls.complete(params.text_document.uri, request)
-    return completion.completion_items(text, request)
+    return await ls.complete(params.text_document.uri, params.position, completion_items.completion_list)
 
 
 @server.command(protocol.ACCEPT_COMPLETION)

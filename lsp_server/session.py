@@ -20,7 +20,7 @@ from lsprotocol import types
 from pygls.exceptions import JsonRpcServerError
 from pygls.lsp.server import LanguageServer
 
-from lsp_server import chat, completion, completion_prompt, history, settings as settings_mod
+from lsp_server import chat, completion, history, settings as settings_mod
 from lsp_server.model_host import ModelHost
 from lsp_server.protocol import CONFIG_SECTION, Acceptance, ChatParams, ChatResult, StatusResult, Usage
 from lsp_server.scheduler import Scheduler
@@ -161,22 +161,29 @@ class QuillServer(LanguageServer):
         text_document = self.client_capabilities.text_document
         return bool(text_document and getattr(text_document, "inline_completion", None))
 
-    def completion_request(self, uri: str, position: types.Position) -> Optional[completion.Request]:
-        """A snapshot of the window around `position`, or None for a document never opened."""
+    async def complete(self, uri: str, position: types.Position, items: completion.Items) -> Any:
+        """The LSP result (made by `items`) for a completion at `position` in document `uri`."""
         document = self.workspace.text_documents.get(uri)
         if document is None:
             log.info("completion for %s, which is not open: empty result", uri)
-            return None
+            return items(None, None)
         encoding = str(getattr(self.workspace.position_encoding, "value", None) or "utf-16")
-        language = completion_prompt.language_of(uri, document.language_id)
-        return completion.snapshot(document.source, position, self.settings.completion, encoding, language)
+        return await completion.complete(
+            uri,
+            document,
+            position,
+            settings=self.settings.completion,
+            encoding=encoding,
+            host=self.host,
+            schedule=self._schedule_completion,
+            items=items,
+        )
 
-    async def complete(self, uri: str, request: completion.Request) -> Optional[str]:
-        """The suggestion text for `request` under the scheduler's rules (None = empty result)."""
+    async def _schedule_completion(self, uri: str, work: completion.Work) -> Optional[str]:
+        """The suggestion that `work` makes under the scheduler's rules (None = empty result)."""
         await self.settings_settled.wait()
-        host = self.host
         wait_s = self.settings.completion.wait_for_model_seconds
-        text = await self.scheduler.completion(uri, lambda job: completion.run(host, job, request), wait_s)
+        text = await self.scheduler.completion(uri, work, wait_s)
         if text is not None:
             self.acceptance.shown += 1
         return text

@@ -15,22 +15,14 @@ only decides when the text after the stop point is certain to be thrown away:
 Every rule here is one of postprocess's cuts, seen on the part of the text that the cut reads.
 A stopped generation is not truncated (its last line is finished by the cut); `postprocess`
 does not drop the last line of a truncated text that a cut already ended, so both agree. Token
-healing (`completion_prompt.unheal`) is applied first, once enough text has come to know
+healing (`postprocess.unheal`) is applied first, once enough text has come to know
 whether it applies.
 """
 
 from __future__ import annotations
 
-from lsp_server.completion_prompt import unheal
-from lsp_server.postprocess import (
-    CLOSERS,
-    MAX_LINES,
-    OPENERS,
-    first_suffix_line,
-    indent_width,
-    is_multiline_position,
-    open_brackets,
-)
+from lsp_server.completion_window import is_multiline_position
+from lsp_server.postprocess import CLOSERS, MAX_LINES, OPENERS, first_suffix_line, indent_width, open_brackets, unheal
 
 
 class StreamCut:

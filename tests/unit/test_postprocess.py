@@ -1,6 +1,7 @@
 """Post-processing of raw model text into the suggestion an editor shows."""
 
-from lsp_server.postprocess import is_multiline_position, postprocess
+from lsp_server.completion_window import is_multiline_position
+from lsp_server.postprocess import postprocess, unheal
 
 
 def pp(text, before, after="", multiline=True):
@@ -14,6 +15,13 @@ def pp(text, before, after="", multiline=True):
 def test_mid_line_is_single_line():
     assert pp("a, b)\n    return x\n", "print(", ")") == "a, b"
     assert not is_multiline_position("x = foo(", ")", True)
+
+
+def test_unheal_moves_a_next_line_answer_onto_the_cursor_line():
+    assert unheal("\n    files = []\n    x", "    ") == "files = []\n    x"
+    assert unheal("return 1", "    ") == "return 1"
+    assert unheal("\nreturn 1", "    ") == "\nreturn 1"
+    assert unheal("\n    x", "foo(") == "\n    x"  # only for a blank, indented cursor line
 
 
 def test_new_block_is_multi_line_and_stops_when_leaving_the_block():

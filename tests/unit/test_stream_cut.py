@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import pytest
 
-from lsp_server.completion_prompt import unheal
-from lsp_server.postprocess import MAX_LINES, postprocess
+from lsp_server.postprocess import MAX_LINES, postprocess, unheal
 from lsp_server.stream_cut import StreamCut
 
 
