@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from lsp_server.completion_prompt import unheal
-from lsp_server.postprocess import BLOCK_OPENERS, postprocess
+from lsp_server.completion_window import BLOCK_OPENERS
+from lsp_server.postprocess import postprocess, unheal
 from lsp_server.stream_cut import StreamCut
 
 STDLIB_FILES = (
