@@ -14,7 +14,7 @@ import dataclasses
 import pytest
 from lsprotocol import types
 
-from lsp_server import completion
+from lsp_server import completion, completion_window
 from lsp_server.model_host import ModelHost
 from lsp_server.settings import CompletionSettings
 from tests.assets import smollm2_gguf
@@ -51,8 +51,8 @@ def cursor(prefix: str) -> types.Position:
 def complete(host: ModelHost, position, stop_early: bool) -> tuple:
     """(suggestion, tokens generated, tokens shown) of one `completion.run` on the worker."""
     settings = dataclasses.replace(SETTINGS, stop_early=stop_early, multiline=position.multiline)
-    request = completion.snapshot(position.prefix + position.suffix, cursor(position.prefix), settings,
-                                  "utf-16", "python")
+    request = completion_window.snapshot(position.prefix + position.suffix, cursor(position.prefix), settings,
+                                         "utf-16", "python")
     forget_cached_prompt(host)
     generated, shown = host.tokens_generated, host.tokens_shown
     text = host.submit("completion", lambda job: completion.run(host, job, request)).future.result()
