@@ -1,81 +1,77 @@
-"""The chat turn: the messages sent to the model for one `quill/chat` request.
+"""One `quill/chat` turn, stage by stage; each stage is entered once, in this order:
 
-A turn is: a short system message, the workspace's earlier exchanges (from `history.py`), and
-the user's message with editor context in front of it: the selected range, or, without a
-selection, the part of the document around the start of the file the editor shows (LSP does not
-tell the server what is visible, so the first lines up to a token budget stand in for it).
-Budgets are in tokens: the document context gets at most a third of `max_context_length` and the
-message itself is clipped (its end kept) so that the system message, the context and the
-message always fit; the history is then clipped oldest pair first by
-`runtime.prompts.build_chat_prompt`, as the sample did.
+    context   event loop, on arrival   chat_context.editor_context
+    prompt    model worker             chat_prompt.build
+    generate  model worker             ModelHost.generate, streaming `{delta}`s through `send`
+    history   model worker             HistoryStore.append_turn (when history is on)
+
+`reply` takes a turn from its arrival to its result; `run` is the part that its job runs on the
+model worker thread, the chat counterpart of `completion.run`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Awaitable, Callable, Optional
 
-SYSTEM_PROMPT = (
-    "You are Quill, a coding assistant running locally inside the user's editor. "
-    "Answer clearly and concisely; use fenced code blocks for code."
-)
-CONTEXT_SHARE = 1 / 3
-RESERVED_TOKENS = 64  # chat template overhead (role markers, generation prompt)
+from lsp_server import chat_context, chat_prompt
+from lsp_server.chat_context import EditorContext
+from lsp_server.history import HistoryStore
+from lsp_server.model_host import Job, ModelHost
+from lsp_server.protocol import ChatParams, ChatResult, Usage
+from lsp_server.settings import Settings
+from runtime.errors import QuillError
+
+Schedule = Callable[[Callable[[Job], ChatResult]], Awaitable[ChatResult]]
 
 
 @dataclass
-class EditorContext:
-    """Text from the editor that the user's question is about."""
+class Turn:
+    """One chat turn as it arrived."""
 
-    name: str  # file name shown to the model
-    language: str
-    text: str
-    selected: bool  # True: the user's selection; False: the start of the document
-
-
-def context_from_document(
-    source: str, name: str, language: str, start: Optional[tuple[int, int]], end: Optional[tuple[int, int]]
-) -> EditorContext:
-    """The selection (line/character pairs, clamped, UTF-16 ignored) or the whole document text."""
-    if start is None or end is None or start == end:
-        return EditorContext(name, language, source, selected=False)
-    lines = source.split("\n")
-
-    def offset(pos: tuple[int, int]) -> int:
-        line = max(0, min(pos[0], len(lines) - 1))
-        return sum(len(item) + 1 for item in lines[:line]) + max(0, min(pos[1], len(lines[line])))
-
-    a, b = sorted((offset(start), offset(end)))
-    return EditorContext(name, language, source[a:b], selected=True)
+    message: str
+    context: Optional[EditorContext]
+    store: Optional[HistoryStore]  # None: history is off
+    settings: Settings
+    send: Optional[Callable[[str], None]]  # streams a delta to the client (thread-safe)
 
 
-def clip_tokens(tokenizer, text: str, budget: int, *, keep: str) -> str:
-    """`text` cut to at most `budget` tokens, keeping its "head" or its "tail"."""
-    if budget <= 0:
-        return ""
-    # cut in characters first so a huge text is never tokenized whole
-    window = budget * 8
-    text = text[:window] if keep == "head" else text[-window:]
-    ids = tokenizer.encode(text)
-    if len(ids) <= budget:
-        return text
-    return tokenizer.decode(ids[:budget] if keep == "head" else ids[-budget:])
+async def reply(
+    params: ChatParams,
+    document: Any,
+    *,
+    store: Optional[HistoryStore],
+    settings: Settings,
+    send: Optional[Callable[[str], None]],
+    host: ModelHost,
+    schedule: Schedule,
+) -> ChatResult:
+    """The answer to `params`; `document` is the pygls text document it names (None: none open)."""
+    turn = Turn(params.message, chat_context.editor_context(document, params.range), store, settings, send)
+    return await schedule(lambda job: run(host, job, turn))
 
 
-def user_message(tokenizer, message: str, context: Optional[EditorContext], max_context_length: int) -> str:
-    """The user's message with the editor context in front, clipped to fit the budget."""
-    budget = max_context_length - RESERVED_TOKENS - len(tokenizer.encode(SYSTEM_PROMPT))
-    parts = []
-    if context is not None and context.text.strip():
-        context_budget = int(max_context_length * CONTEXT_SHARE)
-        snippet = clip_tokens(tokenizer, context.text, context_budget, keep="head")
-        what = "Selected code" if context.selected else "The open file"
-        parts.append(f"{what} ({context.name}):\n```{context.language}\n{snippet}\n```\n")
-        budget -= len(tokenizer.encode(parts[0]))
-    parts.append(clip_tokens(tokenizer, message, max(budget, 16), keep="tail"))
-    return "\n".join(parts)
+def run(host: ModelHost, job: Job, turn: Turn) -> ChatResult:
+    """Worker thread: the prompt, the streamed generation, and the turn kept in the history."""
+    loaded = host.loaded
+    if loaded is None:
+        raise QuillError(f"No model is loaded: {host.error or 'loading did not finish'}.")
+    from runtime.engine import GenerationConfig  # torch comes with the model, not with the server
 
-
-def chat_messages(history: list[dict], user_text: str) -> list[dict]:
-    """System message, earlier exchanges (oldest first), then the new user message."""
-    return [{"role": "system", "content": SYSTEM_PROMPT}, *history, {"role": "user", "content": user_text}]
+    tokenizer, s = loaded.engine.tokenizer, turn.settings
+    budget = min(s.max_context_length, loaded.engine.max_seq_length - s.chat.max_tokens - 1)
+    earlier = turn.store.prompt_messages() if turn.store else []
+    ids = chat_prompt.build(tokenizer, loaded.chat_format, turn.message, turn.context, earlier, budget)
+    gen = GenerationConfig(
+        max_new_tokens=s.chat.max_tokens,
+        temperature=s.chat.temperature,
+        top_k=s.chat.top_k,
+        stop_ids=frozenset(tokenizer.stop_ids),
+        # Built-in formats without an end-of-turn token (Phi-2) end on a string instead.
+        stop_strings=loaded.chat_format.stop_strings,
+    )
+    result = host.generate(job, ids, gen, on_text=turn.send)
+    if turn.store is not None:
+        turn.store.append_turn(turn.message, result.text, result.finish_reason)
+    usage = Usage(prompt_tokens=result.prompt_tokens, completion_tokens=len(result.token_ids))
+    return ChatResult(reply=result.text, finish_reason=result.finish_reason, usage=usage)

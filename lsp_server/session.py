@@ -1,11 +1,12 @@
-"""The server's state and the steps behind each handler: settings, loading, completing, chatting.
+"""The server's state and its wiring: settings, loading, and handing requests to their pipelines.
 
 `QuillServer` is the pygls `LanguageServer` subclass the handlers in `server.py` receive as `ls`.
 It owns the settings, the `ModelHost` (model + worker thread), the `Scheduler`, the acceptance
 counters and the history stores, and it is the one place where errors become user messages:
 a `QuillError` becomes a JSON-RPC error whose message says what to do (`user_error`), and
 problems outside a request (a bad setting, a failed load) become one `window/showMessage` with
-details in the log.
+details in the log. A completion runs through `completion.complete`, a chat turn through
+`chat.reply`; this module gives them the documents, the settings, the host and the scheduler.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from pygls.lsp.server import LanguageServer
 
 from lsp_server import chat, completion, history, settings as settings_mod
 from lsp_server.model_host import ModelHost
-from lsp_server.protocol import CONFIG_SECTION, Acceptance, ChatParams, ChatResult, StatusResult, Usage
+from lsp_server.protocol import CONFIG_SECTION, Acceptance, ChatParams, ChatResult, StatusResult
 from lsp_server.scheduler import Scheduler
 from lsp_server.transport import QuillProtocol, is_parse_error
 from runtime.errors import QuillError
@@ -211,34 +212,26 @@ class QuillServer(LanguageServer):
             self._stores[key] = history.HistoryStore(data_dir, folder)
         return self._stores[key]
 
-    def _editor_context(self, params: ChatParams) -> Optional[chat.EditorContext]:
-        if params.text_document is None:
-            return None
-        document = self.workspace.text_documents.get(params.text_document.uri)
-        if document is None:
-            return None
-        start = end = None
-        if params.range is not None:
-            start = (params.range.start.line, params.range.start.character)
-            end = (params.range.end.line, params.range.end.character)
-        name = document.uri.rsplit("/", 1)[-1]
-        return chat.context_from_document(document.source, name, document.language_id or "", start, end)
-
     async def chat(self, params: ChatParams) -> ChatResult:
-        """Run one chat turn on the worker, streaming deltas, and record it in the history."""
+        """Run one chat turn (`chat.reply`), streaming deltas, and record it in the history."""
         await self.settings_settled.wait()
         await self.load_started.wait()
         if self.host.state == "error":
             raise QuillError(self.host.error or "The model failed to load.")
-        context = self._editor_context(params)
-        store = self.history_store(self.folder_for(params.workspace_folder, params.text_document and params.text_document.uri))
-        s = self.settings
+        uri = params.text_document.uri if params.text_document is not None else None
+        document = self.workspace.text_documents.get(uri) if uri is not None else None
         loop = asyncio.get_running_loop()
         token = params.partial_result_token
         send = (lambda text: loop.call_soon_threadsafe(self._send_delta, token, text)) if token is not None else None
-        turn = ChatTurn(self.host, params.message, context, store, s, send)
-        result = await self.scheduler.chat(turn.run)
-        return result
+        return await chat.reply(
+            params,
+            document,
+            store=self.history_store(self.folder_for(params.workspace_folder, uri)),
+            settings=self.settings,
+            send=send,
+            host=self.host,
+            schedule=self.scheduler.chat,
+        )
 
     def _send_delta(self, token: Any, text: str) -> None:
         self.protocol.notify(types.PROGRESS, types.ProgressParams(token=token, value={"delta": text}))
@@ -273,39 +266,6 @@ class QuillServer(LanguageServer):
             log.warning("answered a message that is not JSON with ParseError (-32700): %s", error)
             return
         log.warning("protocol error (%s): %s", getattr(source, "__name__", source), error)
-
-
-class ChatTurn:
-    """The worker-side part of one chat turn."""
-
-    def __init__(self, host: ModelHost, message: str, context, store, s: settings_mod.Settings, send) -> None:
-        self.host, self.message, self.context, self.store, self.s, self.send = host, message, context, store, s, send
-
-    def run(self, job) -> ChatResult:
-        loaded = self.host.loaded
-        if loaded is None:
-            raise QuillError(f"No model is loaded: {self.host.error or 'loading did not finish'}.")
-        from runtime.engine import GenerationConfig
-        from runtime.prompts import build_chat_prompt
-
-        tokenizer, s = loaded.engine.tokenizer, self.s
-        budget = min(s.max_context_length, loaded.engine.max_seq_length - s.chat.max_tokens - 1)
-        earlier = self.store.prompt_messages() if self.store else []
-        user_text = chat.user_message(tokenizer, self.message, self.context, budget)
-        ids = build_chat_prompt(tokenizer, loaded.chat_format, chat.chat_messages(earlier, user_text), budget)
-        gen = GenerationConfig(
-            max_new_tokens=s.chat.max_tokens,
-            temperature=s.chat.temperature,
-            top_k=s.chat.top_k,
-            stop_ids=frozenset(tokenizer.stop_ids),
-            # Built-in formats without an end-of-turn token (Phi-2) end on a string instead.
-            stop_strings=loaded.chat_format.stop_strings,
-        )
-        result = self.host.generate(job, ids, gen, on_text=self.send)
-        if self.store is not None:
-            self.store.append_turn(self.message, result.text, result.finish_reason)
-        usage = Usage(prompt_tokens=result.prompt_tokens, completion_tokens=len(result.token_ids))
-        return ChatResult(reply=result.text, finish_reason=result.finish_reason, usage=usage)
 
 
 class _ProgressRelay:
