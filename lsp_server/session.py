@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import uuid
 from typing import Any, Optional
 
 from lsprotocol import types
@@ -22,6 +21,7 @@ from pygls.exceptions import JsonRpcServerError
 from pygls.lsp.server import LanguageServer
 
 from lsp_server import chat, completion, history, settings as settings_mod
+from lsp_server.load_progress import ProgressRelay, ProgressReporter
 from lsp_server.model_host import ModelHost
 from lsp_server.protocol import CONFIG_SECTION, Acceptance, ChatParams, ChatResult, StatusResult
 from lsp_server.scheduler import Scheduler
@@ -121,7 +121,7 @@ class QuillServer(LanguageServer):
         new model, instead of running on the old one or finding the last load's "error"."""
         s = self.settings
         loop = asyncio.get_running_loop()
-        relay = _ProgressRelay()
+        relay = ProgressRelay()
         job = self.host.load(
             s.model_ref,
             device=s.device,
@@ -133,7 +133,7 @@ class QuillServer(LanguageServer):
         self.load_started.set()
         return asyncio.ensure_future(self._report_load(job, s, relay))
 
-    async def _report_load(self, job, s: settings_mod.Settings, relay: "_ProgressRelay") -> None:
+    async def _report_load(self, job, s: settings_mod.Settings, relay: ProgressRelay) -> None:
         relay.attach(await ProgressReporter.start(self, f"Quill: loading {s.model_ref}"))
         reporter = relay.reporter
         try:
@@ -266,70 +266,3 @@ class QuillServer(LanguageServer):
             log.warning("answered a message that is not JSON with ParseError (-32700): %s", error)
             return
         log.warning("protocol error (%s): %s", getattr(source, "__name__", source), error)
-
-
-class _ProgressRelay:
-    """Load progress that arrives before the work-done token exists is kept, then handed on."""
-
-    def __init__(self) -> None:
-        self.reporter: Optional["ProgressReporter"] = None
-        self._early: list[tuple[str, int, int]] = []
-
-    def report(self, phase: str, done: int, total: int) -> None:
-        if self.reporter is None:
-            self._early.append((phase, done, total))
-        else:
-            self.reporter.report(phase, done, total)
-
-    def attach(self, reporter: "ProgressReporter") -> None:
-        self.reporter = reporter
-        for early in self._early:
-            reporter.report(*early)
-        self._early = []
-
-
-class ProgressReporter:
-    """Work-done progress for a model load: begin, report per phase/percent, end."""
-
-    def __init__(self, ls: QuillServer, token: Optional[str], title: str) -> None:
-        self.ls, self.token, self.title = ls, token, title
-        self._last: Optional[tuple[str, int]] = None
-
-    @classmethod
-    async def start(cls, ls: QuillServer, title: str) -> "ProgressReporter":
-        token: Optional[str] = str(uuid.uuid4())
-        window = ls.client_capabilities.window
-        if window and window.work_done_progress:
-            try:
-                await ls.work_done_progress.create_async(token)
-                ls.work_done_progress.begin(token, types.WorkDoneProgressBegin(title=title, percentage=0))
-            except Exception as exc:
-                log.warning("work-done progress unavailable: %s", exc)
-                token = None
-        else:
-            token = None
-        log.info("%s", title)
-        return cls(ls, token, title)
-
-    def report(self, phase: str, done: int, total: int) -> None:
-        percent = int(100 * done / total) if total > 0 else 0
-        if self._last == (phase, percent):
-            return
-        if self._last is None or self._last[0] != phase:
-            log.info("%s: %s", self.title, phase)
-        self._last = (phase, percent)
-        if self.token is not None:
-            message = f"{phase} {_amount(phase, done, total)}"
-            self.ls.work_done_progress.report(self.token, types.WorkDoneProgressReport(message=message, percentage=percent))
-
-    def end(self, message: str) -> None:
-        log.info("%s", message)
-        if self.token is not None:
-            self.ls.work_done_progress.end(self.token, types.WorkDoneProgressEnd(message=message))
-
-
-def _amount(phase: str, done: int, total: int) -> str:
-    if phase == "download":
-        return f"{done / 1e6:.1f}/{total / 1e6:.1f} MB"
-    return f"{done}/{total}"
-
