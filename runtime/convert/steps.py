@@ -4,11 +4,11 @@ the runtime's (`runtime.weight_map`).
 
 A conversion runs them in this order:
 
-    read_config, model_config  the source's HF `config.json` and its `ModelConfig`; an unsupported
-                               architecture fails here, before any weights are read
-    side_files                 the tokenizer files and generation_config.json beside the weights
-    ConversionTarget.check_space   the free-disk check, before the weights are read
-    ConversionTarget.write         `runtime.checkpoint.write_checkpoint`, then the last progress step
+    read_config, model_config     the source's HF `config.json` and its `ModelConfig`; an
+                                  unsupported architecture fails here, before any weights are read
+    side_files                    the tokenizer files and generation_config.json beside the weights
+    ConversionTarget.check_space  the free-disk check, before the weights are read
+    ConversionTarget.write        `runtime.checkpoint.write_checkpoint`, then the last progress step
 
 `write_checkpoint` builds the folder under a temporary name and renames it into place only when
 every file is flushed, so an interrupted conversion never leaves a folder that loads.
