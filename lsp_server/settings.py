@@ -15,40 +15,69 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from lsp_server.protocol import camel
+from runtime.devices import DEVICE_NAMES
+from runtime.precision import PRECISION_NAMES
 
-DEVICES = ("auto", "cpu", "cuda", "mps", "directml")
-PRECISIONS = ("auto", "float32", "float16", "bfloat16", "int8", "int4", "float32-int4")
+DEVICES = tuple(name for name in DEVICE_NAMES if ":" not in name)  # plus "cuda:N" (`_check_device`)
+PRECISIONS = PRECISION_NAMES
+
+
+def setting(default: Any = None, doc: str = "", *, factory: Any = None, choices: tuple = (),
+            minimum: float | None = None, maximum: float | None = None, expected: str = "") -> Any:
+    """A settings field with everything said about it in one place: its default, what it does (the
+    editors' setting descriptions are generated from `doc`, see `settings_schema.py`), and what
+    values are good: `choices`, a `minimum`/`maximum`, or `expected` (a description checked by
+    `_CHECKS`)."""
+    meta = dict(doc=doc, choices=choices, minimum=minimum, maximum=maximum, expected=expected)
+    if factory is not None:
+        return field(default_factory=factory, metadata=meta)
+    return field(default=default, metadata=meta)
 
 
 @dataclass
 class CompletionSettings:
-    max_tokens: int = 48  # new tokens per suggestion
-    context_tokens: int = 1024  # prefix + suffix window around the cursor
-    multiline: bool = True  # allow multi-line suggestions at a new block
-    wait_for_model_seconds: float = 60.0  # a request sent while the model loads waits this long
-    stop_early: bool = True  # stop generating once the streamed suggestion is complete
-    prompt_lookup: bool = True  # greedy drafts copied from n-gram matches in the prompt
+    max_tokens: int = setting(48, "Most tokens generated for one inline completion.", minimum=1, maximum=8192)
+    context_tokens: int = setting(1024, "Tokens of the file around the cursor sent to the model.",
+                                  minimum=16, maximum=131072)
+    multiline: bool = setting(True, "Allow completions that span several lines (up to the end of the block).")
+    wait_for_model_seconds: float = setting(
+        60.0, "How long a completion asked for while the model loads waits for it (0: answer empty at once).",
+        minimum=0.0, maximum=3600.0, expected="a number of seconds from 0 to 3600")
+    stop_early: bool = setting(True, "Stop generating as soon as the streamed suggestion is complete "
+                                     "(the post-processing rules watch the stream).")
+    prompt_lookup: bool = setting(True, "Draft tokens copied from n-gram matches in the prompt, checked by "
+                                        "the model in one step (greedy output unchanged).")
 
 
 @dataclass
 class ChatSettings:
-    max_tokens: int = 512
-    temperature: float = 0.0  # 0 = greedy
-    top_k: Optional[int] = None
+    max_tokens: int = setting(512, "Most tokens generated for one chat reply.", minimum=1, maximum=8192)
+    temperature: float = setting(0.0, "Sampling temperature for chat (0 = greedy).", minimum=0.0, maximum=5.0)
+    top_k: Optional[int] = setting(None, "Sample only from the k most likely tokens in chat (null = all).",
+                                   minimum=1, expected="a positive integer or null")
 
 
 @dataclass
 class Settings:
-    model: str = "smollm2"  # alias, HF repo id, directory, .gguf or model.pth
-    checkpoint_path: Optional[str] = None  # a converted/HF checkpoint dir; wins over `model`
-    device: str = "auto"
-    precision: str = "auto"
-    max_context_length: int = 1500  # chat prompt budget in tokens (history is clipped to it)
-    history: bool = True
-    data_dir: Optional[str] = None  # where chat history lives; QUILL_DATA_DIR env too
-    cache_dir: Optional[str] = None  # where converted models live; QUILL_CACHE_DIR env too
-    completion: CompletionSettings = field(default_factory=CompletionSettings)
-    chat: ChatSettings = field(default_factory=ChatSettings)
+    model: str = setting("smollm2", "Model: an alias (smollm2, phi-2, phi-3, llama-2, llama-3, mistral), a "
+                                    "Hugging Face repo id, a local directory or a .gguf file.",
+                         expected="a model alias, repo id or path")
+    checkpoint_path: Optional[str] = setting(
+        None, "A converted or Hugging Face checkpoint folder to load; wins over quill.model.")
+    device: str = setting("auto", "Where the model runs. auto picks DirectML, then CUDA, then MPS, then CPU.",
+                          choices=DEVICES, expected=f"one of {', '.join(DEVICES)} (or cuda:N)")
+    precision: str = setting("auto", "Weight and activation precision: int8 / int4 keep bfloat16 activations "
+                                     "with quantized weights; float32-int4 (a CPU's auto where the weights "
+                                     "are 4-bit already) computes in float32.", choices=PRECISIONS)
+    max_context_length: int = setting(1500, "Tokens of chat history kept in a prompt (oldest turns are dropped "
+                                             "first).", minimum=64, maximum=131072)
+    history: bool = setting(True, "Keep chat history per workspace folder across restarts.")
+    data_dir: Optional[str] = setting(None, "Where chat history is stored (default: the user data folder, or "
+                                            "$QUILL_DATA_DIR).")
+    cache_dir: Optional[str] = setting(None, "Where converted models are cached (default: the user cache "
+                                             "folder, or $QUILL_CACHE_DIR).")
+    completion: CompletionSettings = setting(factory=CompletionSettings)
+    chat: ChatSettings = setting(factory=ChatSettings)
 
     @property
     def model_ref(self) -> str:
@@ -65,18 +94,42 @@ def _check_device(value: str) -> bool:
     return base in DEVICES and (not index or index.isdigit())
 
 
-# field name -> (validator, what a good value looks like); fields not listed only type-check
-_RULES = {
-    "device": (_check_device, f"one of {', '.join(DEVICES)} (or cuda:N)"),
-    "precision": (lambda v: v in PRECISIONS, f"one of {', '.join(PRECISIONS)}"),
-    "model": (lambda v: bool(v.strip()), "a model alias, repo id or path"),
-    "max_context_length": (lambda v: 64 <= v <= 131072, "an integer from 64 to 131072"),
-    "max_tokens": (lambda v: 1 <= v <= 8192, "an integer from 1 to 8192"),
-    "context_tokens": (lambda v: 16 <= v <= 131072, "an integer from 16 to 131072"),
-    "temperature": (lambda v: 0.0 <= v <= 5.0, "a number from 0 to 5"),
-    "wait_for_model_seconds": (lambda v: 0.0 <= v <= 3600.0, "a number of seconds from 0 to 3600"),
-    "top_k": (lambda v: v is None or v >= 1, "a positive integer or null"),
+# Checks that a choice list or a range cannot say; every other field is checked from its metadata.
+_CHECKS = {
+    "device": _check_device,
+    "model": lambda v: bool(v.strip()),
 }
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+def _expected(f: dataclasses.Field, kind: str) -> str:
+    """How the problem message describes a good value of field `f` (of type description `kind`)."""
+    meta = f.metadata
+    if meta.get("expected"):
+        return meta["expected"]
+    if meta.get("choices"):
+        return f"one of {', '.join(meta['choices'])}"
+    low, high = meta.get("minimum"), meta.get("maximum")
+    if low is not None and high is not None:
+        return f"{kind} from {_number(low)} to {_number(high)}"
+    return kind
+
+
+def _valid(f: dataclasses.Field, value: Any) -> bool:
+    """Whether a value of the right type is also a good one for field `f`."""
+    meta = f.metadata
+    if value is None:
+        return True  # an Optional field's null (type-checked before)
+    if f.name in _CHECKS:
+        return _CHECKS[f.name](value)
+    if meta.get("choices") and value not in meta["choices"]:
+        return False
+    if meta.get("minimum") is not None and value < meta["minimum"]:
+        return False
+    return meta.get("maximum") is None or value <= meta["maximum"]
 
 
 def merge(base: Any, raw: Any, path: str = "quill") -> tuple[Any, list[str]]:
@@ -112,9 +165,8 @@ def _coerce(f: dataclasses.Field, value: Any, path: str) -> tuple[Any, Optional[
         return None, None
     check, kind = _KINDS[base]
     ok = check(value)
-    rule = _RULES.get(f.name)
-    if ok and rule and not rule[0](value):
-        ok, kind = False, rule[1]
+    if ok and not _valid(f, value):
+        ok, kind = False, _expected(f, "an integer" if base == "int" else "a number")
     if not ok:
         return None, f"Setting `{path}` = {value!r} is not valid (expected {kind}); using {default!r}."
     return (float(value) if base == "float" else value), None

@@ -7,26 +7,26 @@
 import * as vscode from 'vscode';
 import { LanguageClient, LanguageClientOptions, ServerOptions, TransportKind } from 'vscode-languageclient/node';
 import { Chat } from './chat';
-import { SECTION, isClientOnly, serverCommand, serverSettings } from './settings';
+import { Manifest, SECTION, isClientOnly, serverCommand, serverSettings } from './settings';
 import { StatusBar, describe } from './statusBar';
 
 let client: LanguageClient | undefined;
 
-function createClient(): LanguageClient {
+function createClient(manifest: Manifest): LanguageClient {
   const { command, args } = serverCommand();
   const serverOptions: ServerOptions = { command, args, transport: TransportKind.stdio };
   const clientOptions: LanguageClientOptions = {
     // Every file and untitled buffer: completions are not tied to one language.
     documentSelector: [{ scheme: 'file' }, { scheme: 'untitled' }],
-    initializationOptions: serverSettings(),
+    initializationOptions: serverSettings(manifest),
     synchronize: { configurationSection: SECTION },
     outputChannelName: 'Quill Language Server',
   };
   return new LanguageClient('quill', 'Quill', serverOptions, clientOptions);
 }
 
-async function start(statusBar: StatusBar): Promise<void> {
-  client = createClient();
+async function start(statusBar: StatusBar, manifest: Manifest): Promise<void> {
+  client = createClient(manifest);
   try {
     await client.start();
   } catch (error) {
@@ -47,6 +47,7 @@ async function stop(): Promise<void> {
 }
 
 export async function activate(context: vscode.ExtensionContext): Promise<void> {
+  const manifest = context.extension.packageJSON as Manifest;
   const getClient = () => client;
   const statusBar = new StatusBar(getClient);
   const chat = new Chat(getClient);
@@ -64,19 +65,19 @@ export async function activate(context: vscode.ExtensionContext): Promise<void> 
     }),
     vscode.commands.registerCommand('quill.restart', async () => {
       await stop();
-      await start(statusBar);
+      await start(statusBar, manifest);
     }),
     vscode.workspace.onDidChangeConfiguration(async (event) => {
       // The client forwards quill.* changes itself; a new server command needs a new server.
       if (isClientOnly(event)) {
         await stop();
-        await start(statusBar);
+        await start(statusBar, manifest);
       } else if (event.affectsConfiguration(SECTION)) {
         void statusBar.refresh();
       }
     }),
   );
-  await start(statusBar);
+  await start(statusBar, manifest);
 }
 
 export function deactivate(): Thenable<void> | undefined {

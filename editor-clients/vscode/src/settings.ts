@@ -4,40 +4,14 @@
  * `workspace/didChangeConfiguration` for section `quill`.
  */
 import * as vscode from 'vscode';
+import { CLIENT_ONLY, Manifest, SECTION, serverKeys, settingsTree } from './settingKeys';
 
-export const SECTION = 'quill';
-
-/** Settings that only the extension reads (the server ignores them). */
-const CLIENT_ONLY = new Set(['serverCommand']);
+export { Manifest, SECTION };
 
 /** The server's settings tree from the user's configuration. */
-export function serverSettings(): Record<string, unknown> {
+export function serverSettings(manifest: Manifest): Record<string, unknown> {
   const config = vscode.workspace.getConfiguration(SECTION);
-  const tree: Record<string, unknown> = {};
-  for (const key of [
-    'model',
-    'checkpointPath',
-    'device',
-    'precision',
-    'maxContextLength',
-    'history',
-    'dataDir',
-    'cacheDir',
-  ]) {
-    tree[key] = config.get(key);
-  }
-  tree.completion = {
-    maxTokens: config.get('completion.maxTokens'),
-    contextTokens: config.get('completion.contextTokens'),
-    multiline: config.get('completion.multiline'),
-    waitForModelSeconds: config.get('completion.waitForModelSeconds'),
-  };
-  tree.chat = {
-    maxTokens: config.get('chat.maxTokens'),
-    temperature: config.get('chat.temperature'),
-    topK: config.get('chat.topK'),
-  };
-  return tree;
+  return settingsTree(serverKeys(manifest), (key) => config.get(key));
 }
 
 /** The command that starts the server over stdio, e.g. `["quill", "serve"]`. */
