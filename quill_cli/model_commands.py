@@ -11,10 +11,10 @@ import argparse
 import sys
 
 from runtime.errors import QuillError
+from runtime.precision import PRECISION_NAMES
 from runtime.progress import ProgressBars, format_bytes
 from runtime.store.aliases import DEFAULT_ALIAS, describe_aliases
 
-PRECISION_CHOICES = ("auto", "float32", "float16", "bfloat16", "int8", "int4", "float32-int4")
 
 
 def add_commands(subparsers) -> None:
@@ -35,7 +35,7 @@ def add_commands(subparsers) -> None:
     gen.add_argument("--top-k", "--top_k", dest="top_k", type=int, default=None)
     gen.add_argument("--top-p", "--top_p", dest="top_p", type=float, default=None)
     gen.add_argument("--seed", type=int, default=None)
-    gen.add_argument("--precision", default="auto", choices=PRECISION_CHOICES)
+    gen.add_argument("--precision", default="auto", choices=PRECISION_NAMES)
     gen.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N, mps, directml")
     _cache_arg(gen)
     gen.set_defaults(handler=cmd_generate)
