@@ -30,6 +30,12 @@ FORBIDDEN = {
     "lsp_server": {"quill_cli"},
     "quill_cli": set(),
 }
+# Inside runtime: module (or package) prefix -> prefixes it must not import. A converter reads
+# a checkpoint format and writes Quill's; the store (cache, downloads, aliases) calls it, never
+# the reverse.
+RUNTIME_FORBIDDEN = {
+    "runtime.convert": {"runtime.store"},
+}
 
 
 def _package_of(module: str) -> tuple[str, ...]:
@@ -116,6 +122,24 @@ def _cycle(graph: dict[str, set[str]]) -> list[str]:
 def test_each_package_imports_only_what_is_below_it(package):
     pairs = _imports_by_package()[package]
     offenders = [f"{file} imports {name}" for file, name in pairs if name.split(".")[0] in FORBIDDEN[package]]
+    assert not offenders, "\n".join(offenders)
+
+
+def _within(name: str, prefix: str) -> bool:
+    return name == prefix or name.startswith(prefix + ".")
+
+
+def test_inside_runtime_each_part_imports_only_what_it_may():
+    pairs = _imports_by_package()["runtime"]
+    checked = 0
+    offenders = []
+    for file, name in pairs:
+        importer = _module_name(ROOT / file)
+        for part, forbidden in RUNTIME_FORBIDDEN.items():
+            if _within(importer, part):
+                checked += 1
+                offenders += [f"{file} imports {name}" for bad in forbidden if _within(name, bad)]
+    assert checked, "the scan saw no import of the parts it checks"
     assert not offenders, "\n".join(offenders)
 
 
