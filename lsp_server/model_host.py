@@ -22,10 +22,10 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
 from runtime.errors import QuillError
+from runtime.progress import ProgressCallback
 
 log = logging.getLogger(__name__)
 
-ProgressCallback = Callable[[str, int, int], None]
 IDLE_WARM_S = 5.0  # quiet time before the worker compiles another prefill bucket
 
 
