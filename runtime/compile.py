@@ -197,10 +197,16 @@ class CompiledModel(nn.Module):
     def max_batch_size(self) -> int:
         return self.model.max_batch_size
 
-    def forward(self, idx: Tensor, input_pos: Tensor, *, last_only: bool = False) -> Tensor:
+    def forward(
+        self, idx: Tensor, input_pos: Tensor, *, last_only: bool = False, kv_len: int | None = None
+    ) -> Tensor:
+        """The model's forward. `kv_len` is the caller's count of cache positions filled after
+        this call, as the model takes it; sized steps read up to it rounded up to KV_STEP (from
+        `input_pos` when not given), fixed-shape steps read the whole cache."""
         seqlen = idx.shape[1]
         if self.sized:
-            kv_len = min(-(-(int(input_pos[-1]) + 1) // KV_STEP) * KV_STEP, self.max_seq_length)
+            filled = int(input_pos[-1]) + 1 if kv_len is None else kv_len
+            kv_len = min(-(-filled // KV_STEP) * KV_STEP, self.max_seq_length)
             if seqlen == 1:
                 return self._decode_upto(self.model, idx, input_pos, kv_len)
             return self.model(idx, input_pos, last_only=last_only, kv_len=kv_len)
@@ -274,34 +280,6 @@ def _raise_recompile_limit(limit: int = 64) -> None:
             setattr(dynamo_config, name, limit)
 
 
-def use_triton_kernels(model: nn.Module, *, fused: bool = True) -> int:
-    """Route a model's batch-1 decode through Quill's Triton kernels: floating-point linears
-    become `GemvLinear` (int8 ones already use the same GEMV), attention layers read only
-    the filled cache positions (`decode_attention`), and with `fused` each layer that fits runs
-    its decode as five kernels (`fused_decode`). Returns how many modules changed; 0 when the
-    kernels are not available for the model's device."""
-    from .kernels.decode_attention import decode_attention, supported
-    from .kernels.fused_decode import use_fused_decode
-    from .kernels.gemv import GemvLinear, available, dependent_launch
-
-    device = model.tok_embeddings.weight.device
-    if not available(device):
-        return 0
-    dependent_launch(device)  # decided here, outside the code torch.compile traces
-    changed = 0
-    for parent in list(model.modules()):
-        if hasattr(parent, "decode_kernel") and supported(parent.head_dim):
-            parent.decode_kernel = decode_attention
-            changed += 1
-        for name, child in list(parent.named_children()):
-            if type(child) is nn.Linear and child.weight.is_floating_point():
-                setattr(parent, name, GemvLinear.from_linear(child))
-                changed += 1
-    if fused and getattr(model, "dml", None) is None:
-        changed += use_fused_decode(model)
-    return changed
-
-
 def compile_model(
     model: nn.Module,
     *,
@@ -326,6 +304,8 @@ def compile_model(
     device = model.tok_embeddings.weight.device
     on_cuda = device.type == "cuda"
     if on_cuda if kernels is None else kernels:
+        from .fast_paths import use_triton_kernels
+
         use_triton_kernels(model, fused=fused)
     cudagraphs = on_cuda if cudagraphs is None else cudagraphs
     compile_prefill = on_cuda if compile_prefill is None else compile_prefill

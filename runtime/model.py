@@ -10,12 +10,19 @@ families is read from the config, never from a name:
 plus per-config details: GQA (KVH < H), q/k/v bias (Qwen2, Phi-2), partial rotary (Phi-2), sliding
 window per layer (Mistral, Phi-3), tied embeddings (SmolLM2, Qwen2), an lm_head bias (Phi-2).
 
-Attention always reads the whole static cache under a boolean mask built from `input_pos`, so
-decode runs with fixed shapes and no host syncs (ready for CUDA graphs). SDPA's `enable_gqa`
-exists from torch 2.5; on torch 2.4 k/v heads are expanded with `repeat_interleave`.
+Attention reads the whole static cache under a boolean mask built from `input_pos`, so decode
+runs with fixed shapes and no host syncs (ready for CUDA graphs); `kv_len` narrows it to the
+filled part where shapes may change. SDPA's `enable_gqa` exists from torch 2.5; on torch 2.4 k/v
+heads are expanded with `repeat_interleave`.
+
+This is the plain PyTorch reference on every device. Faster paths (`runtime/fast_paths.py`)
+replace its modules with subclasses, as quantization replaces its linears; nothing here knows
+about them.
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -36,16 +43,25 @@ def _activation(name: str):
     return F.gelu
 
 
+class Rope(NamedTuple):
+    """The rotary tables of one forward, gathered once for every layer: `cos`/`sin` at its
+    positions [S, rope_dim], which the reference applies, and the whole tables `cos_table`/
+    `sin_table` [S_max, rope_dim], for a replacement layer whose kernel indexes them by
+    `input_pos` itself."""
+
+    cos: Tensor
+    sin: Tensor
+    cos_table: Tensor
+    sin_table: Tensor
+
+
 class RMSNorm(nn.Module):
     def __init__(self, dim: int, eps: float):
         super().__init__()
         self.eps = eps
         self.weight = nn.Parameter(torch.ones(dim))
-        self.dml = None  # DirectMLOps when running on DirectML
 
     def forward(self, x: Tensor) -> Tensor:
-        if self.dml is not None and self.dml.rmsnorm is not None:
-            return self.dml.rms_norm(x, self.weight, self.eps)
         # Normalise in float32 like transformers, then scale in the model dtype.
         xf = x.float()
         xf = xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps)
@@ -65,47 +81,39 @@ class Attention(nn.Module):
         self.wqkv = nn.Linear(config.dim, q_size + 2 * kv_size, bias=config.qkv_bias)
         self.wo = nn.Linear(q_size, config.dim, bias=config.out_bias)
         self.kv_cache: KVCache | None = None
-        self.dml = None
-        # A fused decode attention (runtime/decode_attention.py) that reads only the filled
-        # cache positions; set by `compile.use_triton_kernels` on CUDA.
-        self.decode_kernel = None
 
     def forward(
-        self, x: Tensor, cos: Tensor, sin: Tensor, mask: Tensor, input_pos: Tensor, kv_len: int | None = None
+        self, x: Tensor, rope: Rope, mask: Tensor, input_pos: Tensor, kv_len: int | None = None
     ) -> Tensor:
-        bsz, seqlen, _ = x.shape  # [B, S, D]
-        q, k, v = self.wqkv(x).split(self.split, dim=-1)
-        q = q.view(bsz, seqlen, self.n_head, self.head_dim).transpose(1, 2)  # [B, H, S, Dh]
-        k = k.view(bsz, seqlen, self.n_local_heads, self.head_dim).transpose(1, 2)  # [B, KVH, S, Dh]
-        v = v.view(bsz, seqlen, self.n_local_heads, self.head_dim).transpose(1, 2)
-
-        if self.dml is not None and self.dml.rotary is not None:
-            q, k = self.dml.apply_rotary(q, k, cos, sin, input_pos)  # full tables
-        else:
-            q = apply_rotary_emb(q, cos, sin)
-            k = apply_rotary_emb(k, cos, sin)
-
+        q, k, v = self.heads(x)
+        q, k = self.rotate(q, k, rope)
         k, v = self.kv_cache.update(input_pos, k, v)  # [B, KVH, S_max, Dh]
-        if self.decode_kernel is not None and seqlen == 1 and kv_len is None:
-            y = self.decode_kernel(q, k, v, input_pos, self.window)  # [B, H, 1, Dh]
-            return self.wo(y.transpose(1, 2).reshape(bsz, 1, self.n_head * self.head_dim))
         if kv_len is not None:
             k, v = k[:, :, :kv_len], v[:, :, :kv_len]  # [B, KVH, kv_len, Dh]
-        y = self._attend(q, k, v, mask, input_pos)  # [B, S, H * Dh]
-        return self.wo(y)
+        return self.wo(self.attend(q, k, v, mask))  # [B, S, D]
 
-    def _attend(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor, input_pos: Tensor) -> Tensor:
+    def heads(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """x [B, S, D] -> q [B, H, S, Dh], k and v [B, KVH, S, Dh]."""
+        bsz, seqlen, _ = x.shape
+        q, k, v = self.wqkv(x).split(self.split, dim=-1)
+        q = q.view(bsz, seqlen, self.n_head, self.head_dim).transpose(1, 2)
+        k = k.view(bsz, seqlen, self.n_local_heads, self.head_dim).transpose(1, 2)
+        v = v.view(bsz, seqlen, self.n_local_heads, self.head_dim).transpose(1, 2)
+        return q, k, v
+
+    def rotate(self, q: Tensor, k: Tensor, rope: Rope) -> tuple[Tensor, Tensor]:
+        return apply_rotary_emb(q, rope.cos, rope.sin), apply_rotary_emb(k, rope.cos, rope.sin)
+
+    def attend(self, q: Tensor, k: Tensor, v: Tensor, mask: Tensor) -> Tensor:
+        """q [B, H, S, Dh] over the cache k, v [B, KVH, S_kv, Dh] under mask -> [B, S, H * Dh]."""
         bsz, _, seqlen, _ = q.shape
         groups = self.n_head // self.n_local_heads
-        use_dml = self.dml is not None and self.dml.attention is not None
-        if groups > 1 and (use_dml or not _SDPA_HAS_GQA):
-            k = k.repeat_interleave(groups, dim=1)  # [B, H, S_max, Dh]
-            v = v.repeat_interleave(groups, dim=1)
-        if use_dml:
-            return self.dml.multi_head_attention(q, k, v, mask, input_pos)
         if groups > 1 and _SDPA_HAS_GQA:
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=True)
         else:
+            if groups > 1:
+                k = k.repeat_interleave(groups, dim=1)  # [B, H, S_kv, Dh]
+                v = v.repeat_interleave(groups, dim=1)
             y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
         return y.transpose(1, 2).reshape(bsz, seqlen, self.n_head * self.head_dim)
 
@@ -153,19 +161,28 @@ class TransformerBlock(nn.Module):
         else:
             self.feed_forward = FeedForward(config)
             self.ffn_norm = _norm(config)
-        # The whole layer's batch-1 decode in five kernels (runtime/fused_decode.py); set by
-        # `compile.use_triton_kernels` on CUDA for the blocks it fits. Called by
-        # `Transformer.forward` with the whole rotary tables instead of `forward`.
-        self.decode_step = None
 
     def forward(
-        self, x: Tensor, cos: Tensor, sin: Tensor, mask: Tensor, input_pos: Tensor, kv_len: int | None = None
+        self, x: Tensor, rope: Rope, mask: Tensor, input_pos: Tensor, kv_len: int | None = None
     ) -> Tensor:
         h = self.attention_norm(x)
         if self.parallel:
-            return x + self.attention(h, cos, sin, mask, input_pos, kv_len) + self.feed_forward(h)
-        x = x + self.attention(h, cos, sin, mask, input_pos, kv_len)
+            return x + self.attention(h, rope, mask, input_pos, kv_len) + self.feed_forward(h)
+        x = x + self.attention(h, rope, mask, input_pos, kv_len)
         return x + self.feed_forward(self.ffn_norm(x))
+
+
+class OutputHead(nn.Module):
+    """Logits from hidden states: the final norm, then the vocabulary projection (`output`, or
+    with tied embeddings the embedding matrix). It holds no weights, so the model's `norm`,
+    `output` and `tok_embeddings` keep theirs under their own state-dict keys, and the two steps
+    can be replaced as one module."""
+
+    def forward(self, x: Tensor, norm: nn.Module, output: nn.Module | None, embedding: nn.Embedding) -> Tensor:
+        x = norm(x)
+        if output is None:
+            return F.linear(x, embedding.weight)  # [B, S, V]
+        return output(x)  # [B, S, V]
 
 
 class Transformer(nn.Module):
@@ -181,8 +198,7 @@ class Transformer(nn.Module):
         self.windows = sorted({w for w in config.layer_windows if w is not None})
         self.max_batch_size = -1
         self.max_seq_length = -1
-        self.dml = None
-        self.decode_head = None  # final norm + vocabulary GEMV in one kernel (fused_decode.py)
+        self.head = OutputHead()
 
     def setup_caches(self, max_batch_size: int, max_seq_length: int) -> None:
         """Allocate the KV caches and rope tables on the weights' device and dtype."""
@@ -199,13 +215,6 @@ class Transformer(nn.Module):
         self.register_buffer("rope_cos", cos.to(dtype), persistent=False)  # [S_max, rope_dim]
         self.register_buffer("rope_sin", sin.to(dtype), persistent=False)
         self.register_buffer("kv_positions", torch.arange(max_seq_length, device=device), persistent=False)
-
-    def use_directml_ops(self, ops) -> None:
-        """Route RMSNorm, RoPE and attention through DirectML's fused kernels (`directml_ops`)."""
-        self.dml = ops
-        for module in self.modules():
-            if isinstance(module, (RMSNorm, Attention)):
-                module.dml = ops
 
     def _masks(self, input_pos: Tensor, kv_len: int | None) -> dict[int | None, Tensor]:
         """Boolean masks [1, 1, S, S_kv]: causal, and causal within each sliding window W."""
@@ -230,22 +239,10 @@ class Transformer(nn.Module):
         if self.max_seq_length < 0:
             raise RuntimeError("call setup_caches() before forward()")
         masks = self._masks(input_pos, kv_len)
-        if self.dml is not None and self.dml.rotary is not None:
-            cos, sin = self.rope_cos, self.rope_sin  # the fused kernel indexes them itself
-        else:
-            cos, sin = self.rope_cos[input_pos], self.rope_sin[input_pos]  # [S, rope_dim]
+        rope = Rope(self.rope_cos[input_pos], self.rope_sin[input_pos], self.rope_cos, self.rope_sin)
         x = self.tok_embeddings(idx)  # [B, S, D]
-        one_token = x.shape[:2] == (1, 1) and kv_len is None
         for layer in self.layers:
-            if one_token and layer.decode_step is not None:
-                x = layer.decode_step(layer, x, self.rope_cos, self.rope_sin, input_pos)
-            else:
-                x = layer(x, cos, sin, masks[layer.attention.window], input_pos, kv_len)
+            x = layer(x, rope, masks[layer.attention.window], input_pos, kv_len)
         if last_only:
             x = x[:, -1:]
-        if self.decode_head is not None and x.shape[:2] == (1, 1):
-            return self.decode_head(self, x)
-        x = self.norm(x)
-        if self.output is None:
-            return F.linear(x, self.tok_embeddings.weight)  # [B, S, V]
-        return self.output(x)  # [B, S, V]
+        return self.head(x, self.norm, self.output, self.tok_embeddings)  # [B, S, V]

@@ -12,7 +12,9 @@ its kv head.
 
 Matches `F.scaled_dot_product_attention` with the model's causal / sliding-window mask (a query
 at position p sees keys max(0, p - W + 1) .. p) and scale 1/sqrt(head_dim). Runs on CPU tensors
-with `TRITON_INTERPRET=1`, which is how the tests check it without a GPU.
+with `TRITON_INTERPRET=1`, which is how the tests check it without a GPU. `DecodeAttention` is
+the model's `Attention` with its decode steps through this kernel (`runtime/fast_paths.py` swaps
+it in).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import math
 
 import torch
 
+from ..model import Attention, Rope
 from .gemv import available, dependent_launch, triton
 
 if triton is not None:
@@ -273,4 +276,21 @@ def attention_step(qkv: torch.Tensor, k_cache: torch.Tensor, v_cache: torch.Tens
     return _attend(qkv, k_cache, v_cache, input_pos, window, n_head, d, cos, sin, counts, config)
 
 
-__all__ = ["attention_step", "available", "decode_attention", "supported"]
+class DecodeAttention(Attention):
+    """`Attention` whose one-token steps at fixed shapes (no `kv_len`) read only the filled cache
+    positions through `decode_attention`; prefill and sized steps run the reference."""
+
+    def forward(
+        self, x: torch.Tensor, rope: Rope, mask: torch.Tensor, input_pos: torch.Tensor, kv_len: int | None = None
+    ) -> torch.Tensor:
+        bsz, seqlen, _ = x.shape
+        if seqlen != 1 or kv_len is not None:
+            return super().forward(x, rope, mask, input_pos, kv_len)
+        q, k, v = self.heads(x)
+        q, k = self.rotate(q, k, rope)
+        k, v = self.kv_cache.update(input_pos, k, v)  # [B, KVH, S_max, Dh]
+        y = decode_attention(q, k, v, input_pos, self.window)  # [B, H, 1, Dh]
+        return self.wo(y.transpose(1, 2).reshape(bsz, 1, self.n_head * self.head_dim))
+
+
+__all__ = ["DecodeAttention", "attention_step", "available", "decode_attention", "supported"]

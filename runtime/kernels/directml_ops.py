@@ -2,7 +2,9 @@
 
 `DirectMLOps.load()` looks up `torch_directml.rmsnorm`, `apply_rotary_position_emb` and
 `multi_head_attention`; any that a wheel lacks stays `None` and the model uses its plain-PyTorch
-code for that op, which is also the reference path on every other device. Signatures follow
+code for that op, which is also the reference path on every other device. `DirectMLRMSNorm` and
+`DirectMLAttention` are the model's modules with these ops in their forward
+(`runtime/fast_paths.py` swaps them in). Signatures follow
 torch-directml 0.2.5's `functions.py` as the sample calls them:
 
     rmsnorm(x_float32, weight_float32, eps) -> y
@@ -24,6 +26,8 @@ from dataclasses import dataclass
 from typing import Callable
 
 from torch import Tensor
+
+from ..model import Attention, RMSNorm, Rope
 
 
 @dataclass(frozen=True)
@@ -61,3 +65,37 @@ class DirectMLOps:
         mask = mask[..., :kv_len].expand(1, n_head, seqlen, kv_len).int()
         y, _, _ = self.attention(q, k, v, n_head * head_dim, n_head, None, None, mask)
         return y
+
+
+class DirectMLRMSNorm(RMSNorm):
+    """`RMSNorm` through `torch_directml.rmsnorm` (`ops`: a `DirectMLOps` that has it)."""
+
+    ops: DirectMLOps
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.ops.rms_norm(x, self.weight, self.eps)
+
+
+class DirectMLAttention(Attention):
+    """`Attention` with DirectML's rotary and attention kernels, each where `ops` has it."""
+
+    ops: DirectMLOps
+
+    def forward(
+        self, x: Tensor, rope: Rope, mask: Tensor, input_pos: Tensor, kv_len: int | None = None
+    ) -> Tensor:
+        q, k, v = self.heads(x)
+        if self.ops.rotary is not None:
+            q, k = self.ops.apply_rotary(q, k, rope.cos_table, rope.sin_table, input_pos)
+        else:
+            q, k = self.rotate(q, k, rope)
+        k, v = self.kv_cache.update(input_pos, k, v)  # [B, KVH, S_max, Dh]
+        if kv_len is not None:
+            k, v = k[:, :, :kv_len], v[:, :, :kv_len]
+        if self.ops.attention is None:
+            return self.wo(self.attend(q, k, v, mask))
+        groups = self.n_head // self.n_local_heads
+        if groups > 1:  # the kernel takes as many k/v heads as query heads
+            k = k.repeat_interleave(groups, dim=1)
+            v = v.repeat_interleave(groups, dim=1)
+        return self.wo(self.ops.multi_head_attention(q, k, v, mask, input_pos))

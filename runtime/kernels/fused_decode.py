@@ -15,7 +15,10 @@ Llama / Mistral / Phi-3 / SmolLM2 block) runs as:
 
 and the final norm joins the vocabulary projection. The weights are the model's own (`GemvLinear`,
 or `Int8Linear` with its scales), so nothing is copied. Layers of another shape (LayerNorm, a
-parallel block, GELU, int4 linears) keep the unfused path; prefill always does.
+parallel block, GELU, int4 linears) keep the unfused path; prefill always does. `FusedDecodeBlock`
+and `FusedHead` are the model's `TransformerBlock` and `OutputHead` with their decode steps
+through these kernels (`runtime/fast_paths.py` swaps them in where `block_supported` and
+`head_supported` say they fit).
 
 `attention_step` writes the KV cache, so it is a custom op that declares the mutation: Inductor
 then keeps the write in place instead of copying the cache (a user Triton kernel's stores would
@@ -27,6 +30,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from ..model import FeedForward, OutputHead, RMSNorm, Rope, TransformerBlock
 from .decode_attention import attention_step, supported
 from .gemv import GemvLinear, gemv, swiglu_in_front
 
@@ -60,8 +64,6 @@ def _linear(linear: nn.Module, x: Tensor, **fused) -> Tensor:
 
 def block_supported(block: nn.Module) -> bool:
     """Whether `decode_block` can run this `TransformerBlock`."""
-    from ..model import FeedForward, RMSNorm
-
     attn = block.attention
     ff = block.feed_forward
     return (
@@ -95,8 +97,6 @@ def decode_block(block: nn.Module, x: Tensor, cos: Tensor, sin: Tensor, input_po
 
 def head_supported(model: nn.Module) -> bool:
     """Whether `decode_head` can run the model's final norm and vocabulary projection."""
-    from ..model import RMSNorm
-
     if not isinstance(model.norm, RMSNorm):
         return False
     if model.output is None:
@@ -104,32 +104,41 @@ def head_supported(model: nn.Module) -> bool:
     return _gemv_weights(model.output) is not None
 
 
-def decode_head(model: nn.Module, x: Tensor) -> Tensor:
+def decode_head(x: Tensor, norm: RMSNorm, output: nn.Module | None, embedding: nn.Embedding) -> Tensor:
     """Logits [1, 1, V] of the last hidden state x [1, 1, D]: final RMSNorm fused into the GEMV."""
     h = x.reshape(-1)
-    norm = dict(rms_eps=model.norm.eps, norm_weight=model.norm.weight)
-    if model.output is None:  # tied embeddings
-        logits = gemv(h, model.tok_embeddings.weight, **norm)
+    fused = dict(rms_eps=norm.eps, norm_weight=norm.weight)
+    if output is None:  # tied embeddings
+        logits = gemv(h, embedding.weight, **fused)
     else:
-        logits = _linear(model.output, h, **norm)
+        logits = _linear(output, h, **fused)
     return logits.view(1, 1, -1)
 
 
-def use_fused_decode(model: nn.Module) -> int:
-    """Route the batch-1 decode of every layer that fits (and the head) through the fused
-    kernels; returns how many parts changed. Call after the linears became `GemvLinear` or
-    `Int8Linear` (see `compile.use_triton_kernels`)."""
-    changed = 0
-    for block in model.layers:
-        if block_supported(block):
-            attn = block.attention
-            # The attention kernel's count of finished chunks per head (batch 1), zero between
-            # steps. Allocated here, before any CUDA graph is captured, so its address is fixed.
-            counts = torch.zeros(attn.n_head, dtype=torch.int32, device=attn.wqkv.weight.device)
-            attn.register_buffer("step_counts", counts, persistent=False)
-            block.decode_step = decode_block
-            changed += 1
-    if head_supported(model):
-        model.decode_head = decode_head
-        changed += 1
-    return changed
+def add_step_counts(block: nn.Module) -> None:
+    """Give the block's attention the kernel's count of finished chunks per head (batch 1), zero
+    between steps. Made before any CUDA graph is captured, so that its address stays fixed."""
+    attn = block.attention
+    counts = torch.zeros(attn.n_head, dtype=torch.int32, device=attn.wqkv.weight.device)
+    attn.register_buffer("step_counts", counts, persistent=False)
+
+
+class FusedDecodeBlock(TransformerBlock):
+    """A `TransformerBlock` whose one-token steps at fixed shapes (no `kv_len`) run `decode_block`;
+    prefill and sized steps run the reference."""
+
+    def forward(
+        self, x: Tensor, rope: Rope, mask: Tensor, input_pos: Tensor, kv_len: int | None = None
+    ) -> Tensor:
+        if x.shape[:2] == (1, 1) and kv_len is None:
+            return decode_block(self, x, rope.cos_table, rope.sin_table, input_pos)
+        return super().forward(x, rope, mask, input_pos, kv_len)
+
+
+class FusedHead(OutputHead):
+    """The `OutputHead` with one token's logits from `decode_head`; longer inputs run the reference."""
+
+    def forward(self, x: Tensor, norm: nn.Module, output: nn.Module | None, embedding: nn.Embedding) -> Tensor:
+        if x.shape[:2] == (1, 1):
+            return decode_head(x, norm, output, embedding)
+        return super().forward(x, norm, output, embedding)

@@ -272,7 +272,7 @@ def dependent_launch(device: torch.device) -> bool:
     newer with a Triton that has them, not interpreted, not switched off with QUILL_PDL=0.
     Measured on an H100 (`gemv_probe.py --pdl`): a chain of Phi-3-mini's layer GEMVs in a CUDA
     graph read 4.8% faster (2.74 -> 2.87 TB/s), Llama-2-7B's 3.1%. Decided once per device
-    (`compile.use_triton_kernels` asks before compiling, so traced code only reads the answer)."""
+    (`fast_paths.use_triton_kernels` asks before compiling, so traced code only reads the answer)."""
     if device not in _DEPENDENT_LAUNCH:
         _DEPENDENT_LAUNCH[device] = (
             triton is not None and not INTERPRET and device.type == "cuda"

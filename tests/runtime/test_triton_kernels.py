@@ -83,6 +83,8 @@ def test_models_with_triton_kernels_match_transformers(results):
         assert row["changed"] > 0, row  # the kernels were really swapped in
         # Pre-norm SwiGLU families run every layer fused; Phi-2's parallel block keeps its path.
         assert row["fused_layers"] == (0 if row["model"] == "phi2" else row["layers"]), row
+        assert row["fused_head"] == (row["model"] != "phi2"), row  # Phi-2's final norm is a LayerNorm
+        assert row["decode_attention"] == row["layers"], row  # also inside the fused layers, for sized steps
         assert row["err"] <= row["tol"], row
         assert row["tokens_equal"], row
 
@@ -104,7 +106,7 @@ def test_int8_matmul_for_short_prompts_matches_the_widened_weight(results):
 def test_kernels_stay_off_without_cuda_or_the_interpreter():
     import torch
 
-    from runtime.compile import use_triton_kernels
+    from runtime.fast_paths import use_triton_kernels
     from runtime.kernels.gemv import INTERPRET
     from runtime.model import Transformer
     from runtime.config import ModelConfig

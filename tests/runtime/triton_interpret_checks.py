@@ -164,8 +164,10 @@ def check_attention() -> None:
 
 @torch.no_grad()
 def check_models() -> None:
-    from runtime.compile import use_triton_kernels
+    from runtime.fast_paths import use_triton_kernels
     from runtime.config import ModelConfig
+    from runtime.kernels.decode_attention import DecodeAttention
+    from runtime.kernels.fused_decode import FusedDecodeBlock, FusedHead
     from runtime.model import Transformer
     from runtime.weight_map import hf_to_native
     from tests.runtime.tiny_models import tiny_hf_model
@@ -178,7 +180,8 @@ def check_models() -> None:
         model.load_state_dict(hf_to_native(hf_model.state_dict(), config), strict=True)
         model.setup_caches(1, 64)
         changed = use_triton_kernels(model)
-        fused = sum(layer.decode_step is not None for layer in model.layers)
+        fused = sum(isinstance(layer, FusedDecodeBlock) for layer in model.layers)
+        attention = sum(isinstance(layer.attention, DecodeAttention) for layer in model.layers)
         ids = torch.randint(3, 256, (1, prompt_len), generator=torch.Generator().manual_seed(3))
         hf_logits = hf_model(ids, use_cache=True)
         past = hf_logits.past_key_values
@@ -192,7 +195,9 @@ def check_models() -> None:
             out = hf_model(token, past_key_values=past, use_cache=True)
             past, ref = out.past_key_values, out.logits[:, -1]
             ours = model(token, torch.tensor([prompt_len + i]))[:, -1]
-        emit(kind="model", model=name, changed=changed, fused_layers=fused, layers=len(model.layers), err=err, tokens_equal=same, tol=1e-4)
+        emit(kind="model", model=name, changed=changed, fused_layers=fused, decode_attention=attention,
+             fused_head=isinstance(model.head, FusedHead), layers=len(model.layers), err=err,
+             tokens_equal=same, tol=1e-4)
 
 
 @torch.no_grad()
@@ -201,8 +206,9 @@ def check_int8_model() -> None:
     kernel) as through its unfused linears; the CPU has no int8 GEMV, so it is switched on."""
     import copy
 
-    from runtime.compile import use_triton_kernels
+    from runtime.fast_paths import use_triton_kernels
     from runtime.config import ModelConfig
+    from runtime.kernels.fused_decode import FusedDecodeBlock
     from runtime.model import Transformer
     from runtime.quantize import Int8Linear, quantize
     from tests.runtime.tiny_models import tiny_hf_model
@@ -217,7 +223,7 @@ def check_int8_model() -> None:
         if isinstance(m, Int8Linear):
             m.use_int8_gemv = True
     use_triton_kernels(fused)
-    layers = sum(layer.decode_step is not None for layer in fused.layers)
+    layers = sum(isinstance(layer, FusedDecodeBlock) for layer in fused.layers)
     ids = torch.randint(3, 256, (1, 12), generator=torch.Generator().manual_seed(6))
     ref = model(ids, torch.arange(12))[:, -1]
     ours = fused(ids, torch.arange(12))[:, -1]
