@@ -285,9 +285,10 @@ def build_model(
     seq = max_seq_length or min(config.max_position_embeddings, DEFAULT_MAX_SEQ_LENGTH)
     model.setup_caches(max_batch_size=1, max_seq_length=seq)
     if device.kind == "directml":
+        from .fast_paths import use_directml_ops
         from .kernels.directml_ops import DirectMLOps
 
-        model.use_directml_ops(DirectMLOps.load())
+        use_directml_ops(model, DirectMLOps.load())
     return model
 
 
