@@ -36,29 +36,24 @@ class ContextLengthError(QuillError):
     """The prompt does not fit the model's context (the KV cache)."""
 
 
-def _forward(model, idx: Tensor, input_pos: Tensor, kv_len: int | None, **kw) -> Tensor:
-    # Wrappers with fixed shapes (runtime.compile) take no kv_len; pass it only when set.
-    return model(idx, input_pos, **kw) if kv_len is None else model(idx, input_pos, kv_len=kv_len, **kw)
-
-
 @torch.no_grad()
 def prefill(model: Transformer, tokens: Tensor, input_pos: Tensor, kv_len: int | None = None) -> Tensor:
     """tokens [B, S] at positions input_pos [S] -> logits of the last position [B, V]."""
-    return _forward(model, tokens, input_pos, kv_len, last_only=True)[:, -1]
+    return model(tokens, input_pos, last_only=True, kv_len=kv_len)[:, -1]
 
 
 @torch.no_grad()
 def decode_one_token(model: Transformer, cur_token: Tensor, input_pos: Tensor, kv_len: int | None = None) -> Tensor:
     """cur_token [B, 1] at input_pos [1] -> logits [B, V]. No host sync; with kv_len None the
     shapes never change (what CUDA graphs need), with kv_len attention reads only that much cache."""
-    return _forward(model, cur_token, input_pos, kv_len)[:, -1]
+    return model(cur_token, input_pos, kv_len=kv_len)[:, -1]
 
 
 @torch.no_grad()
 def verify(model: Transformer, tokens: Tensor, input_pos: Tensor, kv_len: int | None = None) -> Tensor:
     """tokens [B, S] at positions input_pos [S] -> logits of every position [B, S, V]: the
     prefill's work with the whole vocabulary projection (a draft needs each position's argmax)."""
-    return _forward(model, tokens, input_pos, kv_len)
+    return model(tokens, input_pos, kv_len=kv_len)
 
 
 class TextStream:
@@ -177,9 +172,11 @@ def generate(
 ) -> Outcome:
     """Generate after `prompt_ids`, whose first `start_pos` tokens are already in the cache.
 
-    With the plain `Transformer`, attention reads only the filled part of the cache (positions are
-    host ints here, so this costs no sync). `static_decode`, or a wrapper model such as
-    `runtime.compile.CompiledModel`, keeps shapes fixed: attention reads the whole cache.
+    Each step tells the model how many cache positions are filled (`kv_len`; positions are host
+    ints here, so this costs no sync): the plain `Transformer` then reads only those, and
+    `runtime.compile.CompiledModel` does what its compiled steps allow (rounded up off CUDA,
+    the whole cache with CUDA graphs). `static_decode` keeps shapes fixed: it says nothing, so
+    the plain model reads the whole cache.
 
     `pipeline` (default: on for CUDA) queues each decode step before the host reads the token it
     feeds, so host work overlaps device work; off, the device idles while the host works. The
@@ -198,7 +195,7 @@ def generate(
     device = model.tok_embeddings.weight.device
     n_prompt = len(prompt_ids)
     tokens = torch.tensor([prompt_ids[start_pos:]], dtype=torch.long, device=device)  # [1, S]
-    sized = isinstance(model, Transformer) and not static_decode
+    sized = not static_decode
     logits = prefill(model, tokens, torch.arange(start_pos, n_prompt, device=device), n_prompt if sized else None)
     out.computed_tokens = n_prompt - start_pos
     out.cached_ids = list(prompt_ids)
