@@ -18,19 +18,17 @@ from typing import Callable, Sequence
 
 import torch
 
-from .checkpoint import Manifest, load_tensors, read_manifest
+from .checkpoint import Manifest, load_tensors
 from .config import ModelConfig
-from .devices import Device, dtype_name, resolve_device, resolve_dtype
-from .errors import CheckpointError
+from .devices import Device, dtype_name, resolve_device
 from .generate import ContextLengthError, TextStream, check_fits, generate
+from .loading import build_model, compile_and_warm, cpu_kernel_path, read_config, wants_compile
 from .model import Transformer
+from .precision import plan_precision, quantize_weights
+from .progress import ProgressCallback
 from .sampling import Sampler
 
 __all__ = ["ContextLengthError", "Engine", "GenerationConfig", "GenerationResult", "load_engine"]
-
-Progress = Callable[[str, int, int], None]
-DEFAULT_MAX_SEQ_LENGTH = 4096  # KV cache size when the caller does not choose one
-LOAD_WARM_PROMPT = 16  # prefill buckets compiled before `Engine.load` returns; `warm_next` the needed rest
 
 
 @dataclass
@@ -96,15 +94,15 @@ class Engine:
         device: str = "auto",
         precision: str = "auto",
         max_seq_length: int | None = None,
-        progress: Progress | None = None,
+        progress: ProgressCallback | None = None,
         compile: bool | str = "auto",
     ) -> "Engine":
         """Load a converted checkpoint (see `checkpoint.py`) onto `device` in `precision`.
 
         `precision` "int8" / "int4" keeps bfloat16 activations and quantizes the linear weights;
         "float32-int4" keeps float32 activations and stores weights that are 4-bit already as
-        their codes, exactly (see `quantize.py`); "auto" picks it on a CPU when the model's weights
-        allow it, else float32. `compile`: "auto" compiles the decode step (with CUDA graphs on
+        their codes, exactly; "auto" picks it on a CPU when the model's weights allow it, else
+        float32 (see `precision.py`). `compile`: "auto" compiles the decode step (with CUDA graphs on
         CUDA; on a CPU for float32-int4) and warms it up here, on the loading thread (which must
         be the generating one); True compiles on any device (on a CPU the first compile takes
         about a minute, the on-disk cache makes the next start quick); False never. Compiled
@@ -115,52 +113,23 @@ class Engine:
 
         report = progress or (lambda phase, done, total: None)
         checkpoint_dir = Path(checkpoint_dir)
-        manifest = read_manifest(checkpoint_dir)
-        config = ModelConfig.from_hf_config(manifest.config)
-        if manifest.architecture != config.family:
-            raise CheckpointError(
-                f"{checkpoint_dir}: the manifest says {manifest.architecture!r} but config.json describes "
-                f"a {config.family!r} model. Remove it with `quill rm` and convert again."
-            )
+        manifest, config = read_config(checkpoint_dir)
         dev = resolve_device(device)
-        # On a CPU, "auto" keeps float32 arithmetic and stores weights that are 4-bit already (a
-        # Q4 GGUF) as their codes: the same answers as float32, read from a quarter of the bytes.
-        cpu_auto = dev.kind == "cpu" and (precision or "auto").strip().lower() == "auto"
-        precision, weight_only = split_precision(precision)
-        dtype = resolve_dtype(precision, dev)
+        plan = plan_precision(precision, dev)
         report("load", 0, 2)
         tokenizer = load_tokenizer(checkpoint_dir)
-        tensors = load_tensors(checkpoint_dir, manifest, device=dev.torch_device, dtype=dtype)
+        tensors = load_tensors(checkpoint_dir, manifest, device=dev.torch_device, dtype=plan.dtype)
         report("load", 1, 2)
         model = build_model(config, tensors, dev, max_seq_length=max_seq_length)
-        del tensors
-        if weight_only:
-            from .quantize import quantize
-
-            # On a CPU the int4 head's top-8 logits are recomputed in float32: greedy output
-            # then stays close to the unquantized model's (benchmarks/README.md).
-            quantize(model, "int4-rescored" if weight_only == "int4" and dev.kind == "cpu" else weight_only)
-        elif cpu_auto:
-            from .quantize import quantize_float32_int4
-
-            weight_only = "float32-int4" if quantize_float32_int4(model) else None
+        del tensors  # the model holds the weights now: the ones quantization swaps out are freed
+        scheme = quantize_weights(model, plan, dev)
         report("load", 2, 2)
         kernel = cpu_kernel_path(model) if dev.kind == "cpu" else None
-        # float32-int4 decodes through a fused loop over the codes that only the compiler makes.
-        if compile is True or (compile == "auto" and (dev.kind == "cuda" or weight_only == "float32-int4")):
-            from .compile import compile_model, warmup
-
-            report("compile", 0, 1)
-            model = compile_model(model)
-            # Decode and the shortest prompts (a completion's few new tokens after prefix reuse)
-            # now; longer prompt buckets run eagerly until `warm_next` compiles them, so the
-            # first answer does not wait for every bucket (minutes for a 7B model, cold).
-            warmup(model, max_prompt=LOAD_WARM_PROMPT)  # junk in the KV cache: nothing is cached
-            model.lazy_prefill = True
-            report("compile", 1, 1)
+        if wants_compile(compile, dev, scheme):
+            model = compile_and_warm(model, report)
         engine = cls(model, tokenizer, device=dev, checkpoint_dir=checkpoint_dir, manifest=manifest)
-        if weight_only:
-            engine.dtype = weight_only
+        if scheme:
+            engine.dtype = scheme
         engine.cpu_kernel = kernel
         return engine
 
@@ -233,63 +202,11 @@ class Engine:
             self._cached_ids = []
 
 
-def cpu_kernel_path(model) -> str:
-    """Which CPU code path the model's matrix products run: Quill's 4-bit kernel's path when its
-    layers use it ("avx512", "avx2", "plain"), else PyTorch's own dispatch ("aten-avx2", ...)."""
-    from .kernels import grid_int4_cpu
-    from .quantize import GridInt4Linear
-
-    if any(isinstance(m, GridInt4Linear) and m.use_kernel for m in model.modules()):
-        return grid_int4_cpu.kernel_path() or "plain"
-    return "aten-" + str(torch.backends.cpu.get_cpu_capability()).lower()
-
-
 def _on(model) -> contextlib.AbstractContextManager:
     """Make the model's CUDA device the current one: Triton kernels launch on the current
     device, and so do events recorded without a stream (cuda:1 is a valid setting)."""
     device = model.tok_embeddings.weight.device
     return torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
-
-
-WEIGHT_ONLY_PRECISIONS = ("int8", "int4")
-
-
-def split_precision(precision: str | None) -> tuple[str, str | None]:
-    """"int8"/"int4" mean bfloat16 activations with quantized weights, "float32-int4" float32
-    activations with 4-bit weight codes; other names pass through."""
-    name = (precision or "auto").strip().lower()
-    if name in WEIGHT_ONLY_PRECISIONS:
-        return "bfloat16", name
-    if name == "float32-int4":
-        return "float32", name
-    return name, None
-
-
-def build_model(
-    config: ModelConfig,
-    tensors: dict[str, torch.Tensor],
-    device: Device,
-    *,
-    max_seq_length: int | None = None,
-) -> Transformer:
-    """Build the model around already-loaded native tensors (no second copy of the weights)."""
-    with torch.device("meta"):
-        model = Transformer(config)
-    try:
-        model.load_state_dict(tensors, strict=True, assign=True)
-    except RuntimeError as err:
-        raise CheckpointError(
-            f"The checkpoint's tensors do not match its config.json ({err}). Convert the model again."
-        ) from err
-    model.eval().requires_grad_(False)
-    seq = max_seq_length or min(config.max_position_embeddings, DEFAULT_MAX_SEQ_LENGTH)
-    model.setup_caches(max_batch_size=1, max_seq_length=seq)
-    if device.kind == "directml":
-        from .fast_paths import use_directml_ops
-        from .kernels.directml_ops import DirectMLOps
-
-        use_directml_ops(model, DirectMLOps.load())
-    return model
 
 
 def load_engine(
@@ -298,7 +215,7 @@ def load_engine(
     device: str = "auto",
     precision: str = "auto",
     cache_dir: str | os.PathLike | None = None,
-    progress: Progress | None = None,
+    progress: ProgressCallback | None = None,
     compile: bool | str = "auto",
 ) -> Engine:
     """Resolve a model reference (alias, repo id, folder, .gguf, ...) to a converted checkpoint,

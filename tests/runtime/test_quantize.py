@@ -14,7 +14,7 @@ from torch import nn
 
 from runtime.config import ModelConfig
 from runtime.devices import resolve_device
-from runtime.engine import build_model
+from runtime.loading import build_model
 from runtime.generate import generate
 from runtime.quantize import (
     Int4Linear,
