@@ -23,7 +23,7 @@ from runtime.compile import (
 )
 from runtime.config import ModelConfig
 from runtime.devices import resolve_device
-from runtime.engine import build_model
+from runtime.loading import build_model
 from runtime.generate import generate
 from runtime.sampling import Sampler
 from runtime.weight_map import hf_to_native
