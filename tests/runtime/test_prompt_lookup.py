@@ -17,7 +17,7 @@ import torch
 from runtime.compile import CompiledModel, _decode, _decode_upto, _prefill, compile_model
 from runtime.config import ModelConfig
 from runtime.devices import resolve_device
-from runtime.engine import build_model
+from runtime.loading import build_model
 from runtime.generate import generate
 from runtime.prompt_lookup import MAX_DRAFT, PromptLookup
 from runtime.sampling import Sampler
