@@ -201,7 +201,8 @@ def quill_from_hf(hf_model, shape: dict, device: str, max_seq_length: int):
     """A tokenizer-free Quill `Engine` over the HF model's own tensors (converted names)."""
     from runtime.config import ModelConfig
     from runtime.devices import resolve_device
-    from runtime.engine import Engine, build_model
+    from runtime.engine import Engine
+    from runtime.loading import build_model
     from runtime.weight_map import hf_to_native
 
     config = ModelConfig.from_hf_config(dict(shape))
