@@ -242,7 +242,8 @@ def child_start(args) -> int:
     first parity call and the first completion (1,536-token prompt)."""
     from runtime.config import ModelConfig
     from runtime.devices import resolve_device
-    from runtime.engine import Engine, build_model
+    from runtime.engine import Engine
+    from runtime.loading import build_model
     from runtime.model import Transformer
 
     configure_compile_cache(args.cache_dir)
