@@ -38,6 +38,11 @@ log = logging.getLogger(__name__)
 DEFAULT_PREFILL_BUCKETS = (16, 64, 256, 512, 1024, 2048, 4096)
 KV_STEP = 64  # off CUDA, attention reads the cache up to the next multiple of this
 GRAPHED_PREFILL_MAX = 64  # with CUDA graphs, prefill buckets up to this long replay one graph
+# Without compiling (`eager_graphs`), eager prefill launches every small op from Python: on an H200
+# Phi-3-mini int8 took 29 / 33 / 28 ms for 16 / 64 / 256 tokens eagerly, 52 ms for 1,536, so the
+# buckets up to 256 replay graphs (16 tokens: 7.7 ms) and longer prompts stay eager.
+EAGER_GRAPH_MAX = 256
+EAGER_WARM_STEP = 512  # warm-up runs eager prefill at each multiple of this (see `warmup`)
 
 
 _triton_cache_set: str | None = None  # the TRITON_CACHE_DIR that configure_compile_cache chose
@@ -95,8 +100,9 @@ def _prefill(model: nn.Module, idx: Tensor, input_pos: Tensor) -> Tensor:
     return model(idx, input_pos, last_only=True)  # [B, 1, V]
 
 
-class _GraphedPrefill:
-    """A compiled prefill bucket captured in a CUDA graph, replayed for every prompt of its length.
+class _GraphedStep:
+    """A step (a prefill bucket, or decode) captured in a CUDA graph, replayed for every call of its
+    shape.
 
     A completion after prefix reuse prefills a few tokens, and the compiled step launches
     hundreds of kernels for them from Python: on an H100 the first token of Phi-3-mini bf16 took
@@ -104,7 +110,7 @@ class _GraphedPrefill:
     output are fixed buffers (the prompt is copied in, the logits copied out) in a memory pool
     of its own, which for these short buckets holds a few MB of activations."""
 
-    def __init__(self, prefill: Callable, model: nn.Module, idx: Tensor, input_pos: Tensor):
+    def __init__(self, step: Callable, model: nn.Module, idx: Tensor, input_pos: Tensor):
         self.idx, self.input_pos = idx.clone(), input_pos.clone()
         # Run it first (compiling it, and letting Triton and cuBLAS set up) on a side stream, as
         # capture requires; the runs write the same keys and values as the replay will.
@@ -112,17 +118,39 @@ class _GraphedPrefill:
         side.wait_stream(torch.cuda.current_stream(idx.device))
         with torch.cuda.stream(side):
             for _ in range(2):
-                prefill(model, self.idx, self.input_pos)
+                step(model, self.idx, self.input_pos)
         torch.cuda.current_stream(idx.device).wait_stream(side)
         self.graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(self.graph):
-            self.logits = prefill(model, self.idx, self.input_pos)
+            self.logits = step(model, self.idx, self.input_pos)
 
-    def __call__(self, idx: Tensor, input_pos: Tensor) -> Tensor:
+    def replay(self, idx: Tensor, input_pos: Tensor) -> Tensor:
+        """The logits in the graph's own buffer, which the next replay overwrites."""
         self.idx.copy_(idx)
         self.input_pos.copy_(input_pos)
         self.graph.replay()
-        return self.logits.clone()  # the next replay overwrites the buffer
+        return self.logits
+
+    def __call__(self, idx: Tensor, input_pos: Tensor) -> Tensor:
+        return self.replay(idx, input_pos).clone()
+
+
+class _GraphedDecode:
+    """The eager decode step, captured in one CUDA graph on its first call and replayed after:
+    `compile_model`'s route for a model whose every layer and head run Quill's fused kernels
+    (`fully_fused`). Such a step is nothing but those kernels, so torch.compile has nothing left
+    to fuse and its start-up (tens of seconds, cold) buys nothing. On an H200, Phi-3-mini int8
+    (`benchmarks/results/cuda-graph-probe-phi-3-mini-h200.json`): 1.47 ms a token replayed this
+    way against 1.71-1.86 ms compiled with reduce-overhead, the same logits, and ready after
+    13 s warm / 22 s cold against 27 / 92 s with the compile."""
+
+    def __init__(self):
+        self.graph: _GraphedStep | None = None
+
+    def __call__(self, model: nn.Module, idx: Tensor, input_pos: Tensor) -> Tensor:
+        if self.graph is None:
+            self.graph = _GraphedStep(_decode, model, idx, input_pos)
+        return self.graph.replay(idx, input_pos)  # the caller copies it out
 
 
 def pad_prompt(idx: Tensor, input_pos: Tensor, length: int) -> tuple[Tensor, Tensor]:
@@ -149,15 +177,22 @@ class CompiledModel(nn.Module):
         buckets: Sequence[int],
         decode_upto: Callable | None = None,
         graph_prefill: bool = False,
+        graph_max: int = GRAPHED_PREFILL_MAX,
+        eager_steps: bool = False,
     ):
         super().__init__()
         self.model = model
         self._decode = decode
         self._prefill = prefill
-        # Short prefill buckets as CUDA graphs (`_GraphedPrefill`), made when first compiled.
+        # Short prefill buckets as CUDA graphs (`_GraphedStep`), made when first compiled.
         self._graph_prefill = graph_prefill and prefill is not None
-        self._graphs: dict[int, _GraphedPrefill] = {}
+        self._graphs: dict[int, _GraphedStep] = {}
         self.buckets = tuple(sorted(buckets))
+        self.graph_max = graph_max  # the longest prefill bucket replayed as a graph
+        # With `eager_steps` nothing is compiled: decode and the buckets are CUDA graphs of the
+        # eager model (`_GraphedDecode`), longer prompts run eagerly, and warming everything up
+        # takes a fraction of a second per graph.
+        self.eager_steps = eager_steps
         self.compile_seconds = 0.0  # time spent in first calls (warm-up)
         # Off CUDA there are no graphs to keep static and reading a position is free: attention
         # then reads only the filled part of the cache, rounded up to KV_STEP positions.
@@ -220,7 +255,8 @@ class CompiledModel(nn.Module):
         start = int(input_pos[0])
         padded = bucket_length(seqlen, self.buckets, self.max_seq_length - start)
         if padded == seqlen and seqlen not in self.buckets:
-            return self.model(idx, input_pos, last_only=True)  # no bucket fits: eager
+            # No bucket fits: eager, reading only the filled part of the cache.
+            return self.model(idx, input_pos, last_only=True, kv_len=kv_len)
         if padded not in self.warmed:
             if self.lazy_prefill:
                 self.wanted.add(padded)
@@ -235,10 +271,10 @@ class CompiledModel(nn.Module):
         """Make the CUDA graph of this prefill bucket, if it is one to graph; False if not. A
         capture that fails leaves prefill ungraphed (as fast as before), with a warning."""
         length = idx.shape[1]
-        if not self._graph_prefill or length > GRAPHED_PREFILL_MAX:
+        if not self._graph_prefill or length > self.graph_max:
             return False
         try:
-            self._graphs[length] = _GraphedPrefill(self._prefill, self.model, idx, input_pos)
+            self._graphs[length] = _GraphedStep(self._prefill, self.model, idx, input_pos)
             return True
         except Exception:  # noqa: BLE001 - e.g. an op that reads the device; prefill still works
             log.warning("prefill of %d tokens could not be captured in a CUDA graph; it runs "
@@ -289,6 +325,7 @@ def compile_model(
     sized: bool | None = None,
     kernels: bool | None = None,
     fused: bool = True,
+    eager_graphs: bool | None = None,
 ) -> CompiledModel:
     """Wrap `model` (a `Transformer` with caches set up) in compiled steps.
 
@@ -297,6 +334,10 @@ def compile_model(
     that reads the cache only up to the filled length (`sized`) and eager prefill. `kernels`
     (default: on CUDA) swaps in Quill's Triton decode kernels first (`use_triton_kernels`;
     `fused=False` keeps each layer's small ops unfused, for comparison).
+
+    `eager_graphs` (default: on CUDA when every layer and the head came out fused,
+    `fully_fused`) compiles nothing: decode and the prefill buckets up to EAGER_GRAPH_MAX are
+    CUDA graphs of the eager model, longer prompts run eagerly (their time is in the matmuls).
     Compilation itself happens on the first call of each shape; call `warmup()` to do it up
     front.
     """
@@ -308,6 +349,12 @@ def compile_model(
 
         use_triton_kernels(model, fused=fused)
     cudagraphs = on_cuda if cudagraphs is None else cudagraphs
+    if eager_graphs is None:
+        eager_graphs = cudagraphs and on_cuda and compile_prefill is not False and fully_fused(model)
+    if eager_graphs:
+        graphed = tuple(b for b in buckets if b <= EAGER_GRAPH_MAX)
+        return CompiledModel(model, decode=_GraphedDecode(), prefill=_prefill, buckets=graphed,
+                             graph_prefill=True, graph_max=EAGER_GRAPH_MAX, eager_steps=True)
     compile_prefill = on_cuda if compile_prefill is None else compile_prefill
     mode = "reduce-overhead" if cudagraphs else None
     decode = torch.compile(_decode, mode=mode, fullgraph=True, dynamic=False)
@@ -321,11 +368,20 @@ def compile_model(
         compile_prefill = False
     prefill = None
     if compile_prefill:
-        # CUDA graphs only for the short buckets (see `_GraphedPrefill`): a graph per long
+        # CUDA graphs only for the short buckets (see `_GraphedStep`): a graph per long
         # bucket would pin its activations, and there the launches are a small part.
         prefill = torch.compile(_prefill, fullgraph=True, dynamic=False)
     return CompiledModel(model, decode=decode, prefill=prefill, buckets=buckets, decode_upto=decode_upto,
                          graph_prefill=cudagraphs)
+
+
+def fully_fused(model: nn.Module) -> bool:
+    """Whether every layer and the head of `model` run their one-token step as Quill's fused
+    kernels (`use_triton_kernels`), so that decode is those kernels and nothing else."""
+    from .kernels.fused_decode import FusedDecodeBlock, FusedHead
+
+    return (all(isinstance(layer, FusedDecodeBlock) for layer in model.layers)
+            and isinstance(model.head, FusedHead))
 
 
 def _accepts_kv_len(model: nn.Module) -> bool:
@@ -347,9 +403,19 @@ def warmup(model: CompiledModel, *, max_prompt: int | None = None, log_fn=log.in
     if model._prefill is None:
         idx = torch.zeros(1, 8, dtype=torch.long, device=device)
         model(idx, torch.arange(8, device=device), last_only=True)  # eager prefill before decode
-    for n in model.cold_buckets(max_prompt):
+    # Graphs of the eager model take a fraction of a second each: all of them now.
+    for n in model.cold_buckets(None if model.eager_steps else max_prompt):
         model.warm_prefill(n)
-        log_fn(f"warm-up: prefill {n} tokens compiled after {time.perf_counter() - t0:.1f}s")
+        made = "captured" if model.eager_steps else "compiled"
+        log_fn(f"warm-up: prefill {n} tokens {made} after {time.perf_counter() - t0:.1f}s")
+    if model.eager_steps:
+        # Longer prompts run eagerly. The first run of a length sets up the cuBLAS and attention
+        # kernels it picks (H200, Phi-3-mini int8: a first request of 1,536 tokens took 236 ms,
+        # the same request later 162 ms, after a warm-up at 1,024 only): one run at every
+        # multiple of EAGER_WARM_STEP, a few tenths of a second in all.
+        for length in range(EAGER_WARM_STEP, model.max_seq_length, EAGER_WARM_STEP):
+            model(torch.zeros(1, length, dtype=torch.long, device=device),
+                  torch.arange(length, device=device), last_only=True, kv_len=length)
     token = torch.zeros(1, 1, dtype=torch.long, device=device)
     positions = [0, 1, 2]  # CUDA graph trees record on the second/third call
     if model.sized:  # a second cache length: the symbolic-length graph is compiled now too
@@ -359,7 +425,8 @@ def warmup(model: CompiledModel, *, max_prompt: int | None = None, log_fn=log.in
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     model.compile_seconds = time.perf_counter() - t0
-    log_fn(f"warm-up: decode compiled; {model.compile_seconds:.1f}s in all")
+    made = "captured, nothing compiled" if model.eager_steps else "compiled"
+    log_fn(f"warm-up: decode {made}; {model.compile_seconds:.1f}s in all")
     return model.compile_seconds
 
 

@@ -148,7 +148,7 @@ def test_cuda_graph_decode_matches_eager_and_does_not_recompile():
     refs = [greedy(model, p) for p in prompts]
     longer = PROMPT * 4 + [9, 9, 31]
     ref_longer = greedy(model, longer)
-    compiled = compile_model(model, buckets=(16, 64, 128))
+    compiled = compile_model(model, buckets=(16, 64, 128), eager_graphs=False)
     warmup(compiled, log_fn=lambda msg: None)
     assert sorted(compiled._graphs) == [16, 64]  # the short buckets replay CUDA graphs
     with torch._dynamo.config.patch(error_on_recompile=True):
@@ -157,3 +157,30 @@ def test_cuda_graph_decode_matches_eager_and_does_not_recompile():
         # the 64-token graph wrote.
         greedy(compiled, PROMPT * 4)
         assert greedy(compiled, longer, start_pos=len(PROMPT) * 4) == ref_longer
+
+
+@pytest.mark.gpu
+@torch.no_grad()
+def test_eager_graphs_match_eager_and_compile_nothing():
+    """A model whose every layer and head run the fused kernels: decode and the prefill buckets
+    are CUDA graphs of the eager model, longer prompts eager, and torch.compile never runs."""
+    from torch._dynamo.utils import counters
+
+    from runtime.compile import EAGER_GRAPH_MAX, fully_fused
+
+    model = tiny_model("cuda", torch.float32, max_seq_length=512)
+    prompts = [PROMPT, PROMPT[:5], PROMPT * 4, PROMPT * 25]  # the last one: longer than every graph
+    refs = [greedy(model, p) for p in prompts]
+    longer = PROMPT * 4 + [9, 9, 31]
+    ref_longer = greedy(model, longer)
+    frames = counters["stats"]["unique_graphs"]
+    graphed = compile_model(model, buckets=(16, 64, 128, 256, 512))
+    assert fully_fused(model) and graphed.eager_steps
+    assert graphed.buckets == tuple(b for b in (16, 64, 128, 256) if b <= EAGER_GRAPH_MAX)
+    warmup(graphed, max_prompt=16, log_fn=lambda msg: None)
+    assert sorted(graphed._graphs) == list(graphed.buckets)  # every bucket, whatever max_prompt
+    assert graphed.cold_buckets() == [] and graphed._decode.graph is not None
+    assert [greedy(graphed, p) for p in prompts] == refs
+    greedy(graphed, PROMPT * 4)
+    assert greedy(graphed, longer, start_pos=len(PROMPT) * 4) == ref_longer  # prefix reuse
+    assert counters["stats"]["unique_graphs"] == frames  # nothing went through Dynamo
