@@ -21,7 +21,7 @@ import torch
 from .checkpoint import Manifest, load_tensors
 from .config import ModelConfig
 from .devices import Device, dtype_name, resolve_device
-from .generate import ContextLengthError, TextStream, check_fits, generate
+from .generate import ContextLengthError, TextStream, generate
 from .loading import build_model, compile_and_warm, cpu_kernel_path, read_config, wants_compile
 from .model import Transformer
 from .precision import plan_precision, quantize_weights
@@ -146,8 +146,7 @@ class Engine:
         should_stop: Callable[[], bool] | None = None,
     ) -> GenerationResult:
         gen = gen or GenerationConfig()
-        prompt_ids = [int(t) for t in prompt_ids]
-        check_fits(self.model, len(prompt_ids))
+        prompt_ids = [int(t) for t in prompt_ids]  # `generate` checks that they fit the cache
         tokenizer_stops = getattr(self.tokenizer, "stop_ids", frozenset()) or frozenset()
         with self._lock, _on(self.model):
             # Re-run at least the last prompt token: its logits are not kept.
