@@ -20,7 +20,7 @@ log = logging.getLogger(__name__)
 
 DEVICE_NAMES = ("auto", "cpu", "cuda", "cuda:N", "mps", "directml")
 PRECISIONS = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
-_ALIASES = {"fp16": "float16", "half": "float16", "bf16": "bfloat16", "fp32": "float32", "float": "float32"}
+DTYPE_ALIASES = {"fp16": "float16", "half": "float16", "bf16": "bfloat16", "fp32": "float32", "float": "float32"}
 
 
 @dataclass(frozen=True)
@@ -122,14 +122,14 @@ def resolve_dtype(precision: str | None, device: Device) -> torch.dtype:
     """'auto': bfloat16 on CUDA (float16 where bf16 is unsupported), float16 on DirectML and MPS,
     float32 on the CPU."""
     precision = (precision or "auto").strip().lower()
-    precision = _ALIASES.get(precision, precision)
+    precision = DTYPE_ALIASES.get(precision, precision)
     if precision == "auto":
         if device.kind == "cuda":
             return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
         return torch.float16 if device.kind in ("directml", "mps") else torch.float32
     if precision not in PRECISIONS:
         raise DeviceError(
-            f"Unknown precision {precision!r}. Use one of: auto, {', '.join(PRECISIONS)}, int8, int4."
+            f"Unknown activation dtype {precision!r}. Use one of: auto, {', '.join(PRECISIONS)}."
         )
     return PRECISIONS[precision]
 

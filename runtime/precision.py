@@ -14,7 +14,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .devices import Device, resolve_dtype
+from .devices import DTYPE_ALIASES, Device, resolve_dtype
+from .errors import DeviceError
 
 WEIGHT_ONLY_PRECISIONS = ("int8", "int4")  # bfloat16 activations, quantized weights
 FLOAT32_INT4 = "float32-int4"
@@ -34,6 +35,8 @@ class PrecisionPlan:
 def plan_precision(precision: str | None, device: Device) -> PrecisionPlan:
     """The plan for `precision` on `device`; an unknown name raises `DeviceError`."""
     name = (precision or "auto").strip().lower()
+    if name not in PRECISION_NAMES and name not in DTYPE_ALIASES:
+        raise DeviceError(f"Unknown precision {precision!r}. Use one of: {', '.join(PRECISION_NAMES)}.")
     if name in WEIGHT_ONLY_PRECISIONS:
         activations, scheme = "bfloat16", name
     elif name == FLOAT32_INT4:
