@@ -12,8 +12,10 @@ import sys
 
 from runtime.errors import QuillError
 from runtime.precision import PRECISION_NAMES
-from runtime.progress import ProgressBars, format_bytes
+from runtime.progress import format_bytes
 from runtime.store.aliases import DEFAULT_ALIAS, describe_aliases
+
+from quill_cli.progress_bars import ProgressBars
 
 
 

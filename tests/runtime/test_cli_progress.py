@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import io
 
-from runtime.progress import ProgressBars, format_bytes, report
+from quill_cli.progress_bars import ProgressBars
+from runtime.progress import format_bytes, report
 
 
 class Terminal(io.StringIO):
