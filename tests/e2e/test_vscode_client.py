@@ -52,7 +52,7 @@ def test_compiles_against_pinned_vscode_types(built: Path):
     engine = json.loads((built / "package.json").read_text())["engines"]["vscode"]
     # vsce refuses types newer than the engine: the extension must not use API it cannot rely on.
     assert engine.lstrip("^") == pinned, (engine, pinned)
-    for name in ("extension", "chat", "statusBar", "settings", "protocol"):
+    for name in ("extension", "chat", "statusBar", "settings", "settingKeys", "protocol"):
         assert (built / "out" / "src" / f"{name}.js").exists(), name
 
 
@@ -79,5 +79,6 @@ def test_node_protocol_test_against_the_real_server(built: Path, tmp_path: Path,
     )
     proc = _run(["node", "--test", "--test-reporter=tap", "out/test/"], env=env, timeout=900)
     report = proc.stdout
-    # Both tests ran (a missing QUILL_TEST_MODEL would skip them) and passed.
-    assert "# pass 2" in report and "# fail 0" in report and "# skipped 0" in report, report[-4000:]
+    # Every test ran (a missing QUILL_TEST_MODEL would skip the two against the server) and
+    # passed: those two and the two of the settings tree derived from package.json.
+    assert "# pass 4" in report and "# fail 0" in report and "# skipped 0" in report, report[-4000:]
