@@ -52,6 +52,14 @@ def unavailable(reason: str, hint: str = FETCH_HINT) -> NoReturn:
     pytest.skip(f"{reason}; {hint}")
 
 
+def require_module(name: str, hint: str) -> None:
+    """`unavailable` unless the Python module `name` can be imported (checked without importing it)."""
+    import importlib.util
+
+    if importlib.util.find_spec(name) is None:
+        unavailable(f"the {name} package is not installed", hint)
+
+
 def _run(cmd: list[str], cwd: Path) -> None:
     proc = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True)
     if proc.returncode != 0:
