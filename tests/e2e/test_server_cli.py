@@ -6,11 +6,11 @@ a newcomer reads. The model is the session's converted SmolLM2 (QUILL_CACHE_DIR)
 
 from __future__ import annotations
 
-import pytest
-
 import os
 import subprocess
 import sys
+
+import pytest
 
 from tests.assets import unavailable
 from tests.e2e.conftest import print_numbers
