@@ -1,7 +1,9 @@
 """Stopping on the stream with the real SmolLM2-135M-Instruct: the same suggestions, fewer tokens.
 
-Cursor positions come from the corpus of real Python files in `tests/unit/test_stream_cut_corpus.py`
-(one position in several of each kind). At each one, `completion.run` runs twice on a real
+Cursor positions come from the corpus of real Python files in `tests/unit/test_stream_cut_corpus.py`.
+First, at every position, the streamed cut over SmolLM2's real tokens (its tokenizer, read from
+the GGUF) equals the post-hoc cut, as the unit test checks for character chunks. Then, at one
+position in several of each kind, `completion.run` runs twice on a real
 `ModelHost` (float32 on CPU, greedy): with `stopEarly` and without it, which generates the full
 `maxTokens` and post-processes afterwards. The suggestions must be identical everywhere, and the
 tokens generated, as the host counts them for quill/status, must drop in total.
@@ -18,7 +20,7 @@ from lsp_server import completion, completion_window
 from lsp_server.model_host import ModelHost
 from lsp_server.settings import CompletionSettings
 from tests.assets import smollm2_gguf
-from tests.unit.test_stream_cut_corpus import corpus
+from tests.unit.test_stream_cut_corpus import check_corpus, corpus, token_pieces
 
 pytestmark = pytest.mark.slow
 
@@ -35,6 +37,17 @@ def host(tmp_path_factory):
                     cache_dir=tmp_path_factory.mktemp("quill-cache"), progress=lambda *_: None)
     job.future.result()
     return host
+
+
+def test_streamed_cut_equals_post_hoc_cut_in_smollm2_tokens():
+    from runtime.tokenizer import load_tokenizer
+
+    tokenizer = load_tokenizer(smollm2_gguf())
+    positions = corpus()
+    counts = check_corpus(positions, lambda text: token_pieces(tokenizer, text))
+    print(f"{len(positions)} positions ({counts['runs']} texts), stopped early {counts['stopped']:.0%}, "
+          f"read {counts['read']:.0%} of the text")
+    assert counts["stopped"] > 0.7 and counts["read"] < 0.5
 
 
 def sample_positions():

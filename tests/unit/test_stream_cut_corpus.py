@@ -4,9 +4,10 @@ The files are the Python standard library's own modules (there on every machine)
 server sources. At each position a span after the cursor is taken out of the document, as if the
 user were about to write it, and the "completion" is the file's real text from the cursor on: it
 re-creates the span and runs on into what follows, the way a model does. It is fed to
-`StreamCut` in pieces (SmolLM2's real tokens when the test assets are there, and small character
-chunks); where the cut says stop, the text so far must post-process to the same suggestion as
-the whole text, with and without the token limit having been hit.
+`StreamCut` in pieces (here small character chunks; SmolLM2's real tokens in
+tests/runtime/test_stream_cut_smollm2.py); where the cut says stop, the text so far must
+post-process to the same suggestion as the whole text, with and without the token limit having
+been hit.
 """
 
 from __future__ import annotations
@@ -150,18 +151,6 @@ def positions():
     return found
 
 
-@pytest.fixture(scope="module")
-def smollm2_tokenizer():
-    from tests.assets import assets_dir
-
-    gguf = assets_dir() / "smollm2" / "SmolLM2-135M-Instruct.Q4_1.gguf"
-    if not gguf.is_file():
-        pytest.skip("the SmolLM2 test asset is not fetched (python tests/assets.py); char chunks still run")
-    from runtime.tokenizer import load_tokenizer
-
-    return load_tokenizer(gguf)
-
-
 def budget_ends(completion: str, stop: int) -> list[int]:
     """Ends of the text where a token limit is most likely to change the result: at the stop
     point, at the end of its line and just into the next line (the truncated last line)."""
@@ -203,13 +192,6 @@ def test_streamed_cut_equals_post_hoc_cut_in_character_chunks(positions):
     print(f"{len(positions)} positions ({counts['runs']} texts), stopped early {counts['stopped']:.0%}, "
           f"read {counts['read']:.0%} of the text")
     # the equality would hold trivially for a cut that never stops: it must stop most of the time
-    assert counts["stopped"] > 0.7 and counts["read"] < 0.5
-
-
-def test_streamed_cut_equals_post_hoc_cut_in_smollm2_tokens(positions, smollm2_tokenizer):
-    counts = check_corpus(positions, lambda text: token_pieces(smollm2_tokenizer, text))
-    print(f"{len(positions)} positions ({counts['runs']} texts), stopped early {counts['stopped']:.0%}, "
-          f"read {counts['read']:.0%} of the text")
     assert counts["stopped"] > 0.7 and counts["read"] < 0.5
 
 
