@@ -1,18 +1,25 @@
 """The language server's features over stdio, on the real SmolLM2-135M-Instruct weights (CPU).
 
-Each test starts `python -m lsp_server` with client capabilities recorded from VS Code and/or
-Neovim, waits for the model's work-done progress to end, and checks what the protocol promises
-(DESIGN.md): inline completion, the completion fallback, a streamed chat, status, settings.
+One `python -m lsp_server` per editor (client capabilities recorded from VS Code and from
+Neovim) serves every test of this module: it starts once, waits for the model's work-done
+progress to end, and each test checks what the protocol promises (DESIGN.md) on a document of
+its own: inline completion and its acceptance, the completion fallback, a mid-line suggestion, a
+streamed chat. Counters and history are compared before and after each test's own requests, so
+no test depends on which ran before it. Status on a fresh server and settings changes, which
+need a server of their own, are in test_server_status_settings.py.
 """
 
 from __future__ import annotations
 
 import pytest
+import pytest_asyncio
 from lsprotocol import types
 
-from tests.e2e.conftest import CLIENTS, inline_params, open_document, print_numbers
+from tests.e2e.conftest import CLIENTS, PROTOCOL_PRECISION, inline_params, open_document, print_numbers, quill_server
 
 pytestmark = pytest.mark.slow  # real weights, real server processes
+# The async tests run on the module's event loop, the one its servers' clients live on.
+in_module_loop = pytest.mark.asyncio(loop_scope="module")
 
 SOURCE = """import os
 
@@ -21,6 +28,20 @@ def list_python_files(folder):
     
 """
 CURSOR = (4, 4)  # the indented, empty body line of list_python_files()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module", params=CLIENTS)
+async def server(request, first_use, session_cache, model_path, tmp_path_factory):
+    """A ready server for this module's tests, with VS Code's or Neovim's capabilities (the
+    model loaded from the session cache that `first_use` filled)."""
+    root = tmp_path_factory.mktemp(f"features-{request.param}")
+    workspace = root / "project"
+    workspace.mkdir()
+    init = {"model": model_path, "precision": PROTOCOL_PRECISION, "completion": {"maxTokens": 24}, "chat": {"maxTokens": 24}}
+    async with quill_server(workspace, session_cache, root / "data", init=init, capabilities=request.param) as client:
+        await client.wait_loaded()
+        client.editor = request.param
+        yield client
 
 
 def test_first_use_conversion_reports_progress(first_use):
@@ -50,14 +71,14 @@ def test_advertises_inline_completion_and_the_accept_command(server):
     assert "quill.acceptCompletion" in capabilities.execute_command_provider.commands
 
 
-@pytest.mark.parametrize("editor", CLIENTS)
-async def test_inline_completion_and_acceptance(server, editor):
+@in_module_loop
+async def test_inline_completion_and_acceptance(server):
     uri = open_document(server, server.workspace / "files.py", SOURCE)
     before = await server.request("quill/status", {})
     result = await server.text_document_inline_completion_async(inline_params(uri, *CURSOR))
     assert len(result.items) == 1
     item = result.items[0]
-    print_numbers(editor=editor, suggestion=item.insert_text)
+    print_numbers(editor=server.editor, suggestion=item.insert_text)
     assert item.insert_text.strip(), "an empty or whitespace-only suggestion was returned"
     assert item.range.start == item.range.end == types.Position(*CURSOR)
     # multi-line at a new block: it stays inside the function (no line dedented below the body)
@@ -69,25 +90,32 @@ async def test_inline_completion_and_acceptance(server, editor):
         types.ExecuteCommandParams(command=item.command.command, arguments=item.command.arguments)
     )
     status = await server.request("quill/status", {})
-    assert status["acceptance"] == {"shown": 1, "accepted": 1}
-    assert status["completions"]["generated"] == 1 and status["generations"] == 1
+
+    def added(*keys):
+        def value(s):
+            for key in keys:
+                s = s[key]
+            return s
+        return value(status) - value(before)
+
+    assert (added("acceptance", "shown"), added("acceptance", "accepted")) == (1, 1)
+    assert added("completions", "generated") == 1 and added("generations") == 1
     # token accounting: what the model generated for this request and what the suggestion shows
-    print_numbers(tokens_generated=status["tokensGenerated"], tokens_shown=status["tokensShown"])
-    assert (before["tokensGenerated"], before["tokensShown"]) == (0, 0)
-    assert status["tokensGenerated"] == status["lastGeneration"]["tokens"] > 0
-    assert status["tokensShown"] > 0
+    print_numbers(tokens_generated=added("tokensGenerated"), tokens_shown=added("tokensShown"))
+    assert added("tokensGenerated") == status["lastGeneration"]["tokens"] > 0
+    assert added("tokensShown") > 0
 
 
-@pytest.mark.parametrize("editor", CLIENTS)
-async def test_completion_fallback_gives_the_same_text(server, editor):
-    uri = open_document(server, server.workspace / "files.py", SOURCE)
+@in_module_loop
+async def test_completion_fallback_gives_the_same_text(server):
+    uri = open_document(server, server.workspace / "fallback.py", SOURCE)
     inline = await server.text_document_inline_completion_async(inline_params(uri, *CURSOR))
     completion = await server.text_document_completion_async(
         types.CompletionParams(text_document=types.TextDocumentIdentifier(uri), position=types.Position(*CURSOR))
     )
     assert len(completion.items) == 1
     item = completion.items[0]
-    print_numbers(editor=editor, label=item.label)
+    print_numbers(editor=server.editor, label=item.label)
     assert item.text_edit.new_text == inline.items[0].insert_text  # no word before the cursor here
     assert item.command.command == "quill.acceptCompletion"
     # greedy decoding and the engine's prefix cache: the second request reused the prompt
@@ -95,6 +123,7 @@ async def test_completion_fallback_gives_the_same_text(server, editor):
     assert status["lastGeneration"]["reusedTokens"] > 0
 
 
+@in_module_loop
 async def test_mid_line_completion_is_single_line(server):
     text = "def area(width, height):\n    return width * height\n\n\nprint(area(3, ))\n"
     uri = open_document(server, server.workspace / "area.py", text)
@@ -106,16 +135,17 @@ async def test_mid_line_completion_is_single_line(server):
     assert not suggestion.endswith("))"), "the closers already after the cursor were repeated"
 
 
-@pytest.mark.parametrize("editor", CLIENTS)
-async def test_chat_streams_deltas_that_add_up_to_the_reply(server, editor):
-    uri = open_document(server, server.workspace / "files.py", SOURCE)
+@in_module_loop
+async def test_chat_streams_deltas_that_add_up_to_the_reply(server):
+    uri = open_document(server, server.workspace / "chat.py", SOURCE)
     token = "chat-1"
+    earlier = (await server.request("quill/history", {}))["turns"]
     result = await server.request(
         "quill/chat",
         {"message": "What does list_python_files do? One sentence.", "textDocument": {"uri": uri}, "partialResultToken": token},
     )
     deltas = server.deltas(token)
-    print_numbers(editor=editor, deltas=len(deltas), reply=result["reply"][:80], usage=result["usage"])
+    print_numbers(editor=server.editor, deltas=len(deltas), reply=result["reply"][:80], usage=result["usage"])
     assert result["reply"].strip()
     assert len(deltas) > 1 and "".join(deltas) == result["reply"]
     assert result["finishReason"] in ("stop", "length")
@@ -124,45 +154,9 @@ async def test_chat_streams_deltas_that_add_up_to_the_reply(server, editor):
     assert result["usage"]["promptTokens"] > 60
 
     history = await server.request("quill/history", {})
-    turns = history["turns"]
+    # this chat added exactly its two turns (the completions of other tests recorded nothing)
+    assert history["turns"][: len(earlier)] == earlier
+    turns = history["turns"][len(earlier):]
     assert [t["role"] for t in turns] == ["user", "assistant"]
     assert turns[0]["content"] == "What does list_python_files do? One sentence."
     assert turns[1]["content"] == result["reply"] and turns[1]["finishReason"] == result["finishReason"]
-
-
-@pytest.mark.parametrize("precision", ["auto"])
-async def test_status_reports_model_device_dtype(server, model_path):
-    status = await server.request("quill/status", {})
-    print_numbers(status={k: status[k] for k in ("state", "model", "device", "dtype", "progress", "acceptance")})
-    assert status["state"] == "ready"
-    assert status["model"] == model_path
-    assert status["device"] == "cpu" and status["dtype"] == "float32-int4"  # CPU auto: a Q4_1 GGUF
-    assert status["progress"] is None
-    assert status["acceptance"] == {"shown": 0, "accepted": 0}
-    assert status["settings"]["maxContextLength"] == 1500
-
-
-async def test_settings_change_bad_value_valid_value_and_model_reload(server, session_cache):
-    # a bad value: a message naming the setting, and the default stays
-    server.set_configuration({"maxContextLength": "lots"}, section="quill")
-    server.workspace_did_change_configuration(types.DidChangeConfigurationParams(settings=None))
-    await server.wait_until(lambda: server.messages, types.WINDOW_SHOW_MESSAGE)
-    assert "quill.maxContextLength" in server.messages[-1].message
-    status = await server.request("quill/status", {})
-    assert status["settings"]["maxContextLength"] == 1500
-
-    # a valid value takes effect on the next request
-    server.set_configuration({"chat": {"maxTokens": 5}}, section="quill")
-    server.workspace_did_change_configuration(types.DidChangeConfigurationParams(settings=None))
-    result = await server.request("quill/chat", {"message": "Tell me a long story about a dragon."})
-    assert result["usage"]["completionTokens"] <= 5
-
-    # a new model reloads, with work-done progress begin/report/end
-    checkpoint = str(next(p.parent for p in session_cache.rglob("quill.json")))
-    server.workspace_did_change_configuration(types.DidChangeConfigurationParams(settings={"quill": {"model": checkpoint}}))
-    status = await server.wait_loaded(count=2)
-    reports = server.progress_reports[server.load_token()]
-    print_numbers(reload_progress=[type(r).__name__ for r in reports], model=status["model"])
-    assert isinstance(reports[0], types.WorkDoneProgressBegin) and isinstance(reports[-1], types.WorkDoneProgressEnd)
-    assert any(isinstance(r, types.WorkDoneProgressReport) and r.message.startswith("load") for r in reports)
-    assert status["state"] == "ready" and status["model"] == checkpoint
