@@ -174,7 +174,7 @@ def editor() -> str:
 # Protocol tests load the model in float32: the CPU default (`auto`, which is `float32-int4` for
 # this Q4_1 GGUF) rebuilds the 4-bit codes and compiles the decode step at every server start,
 # 10-20 s each on two cores. That default is what `first_use`, the status test, the CLI and the
-# Neovim tests start; a test asks for it here by parametrizing `precision` with "auto".
+# VS Code client's Node test start; a test asks for it here by parametrizing `precision` with "auto".
 PROTOCOL_PRECISION = "float32"
 
 
