@@ -1,5 +1,6 @@
 """Shared pytest configuration: GPU tests skip cleanly on machines without CUDA; one compile
-cache serves the whole test run."""
+cache serves the whole test run; the real SmolLM2 GGUF is converted once for the tests that only
+read the converted checkpoint (`smollm2_checkpoint`)."""
 
 from __future__ import annotations
 
@@ -32,3 +33,13 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def smollm2_checkpoint(tmp_path_factory) -> Path:
+    """The SmolLM2 GGUF of the test assets converted into a cache folder of this run, once (about
+    7 s on two cores). Tests only load it; a test of the conversion itself converts its own."""
+    from runtime.store import resolve_model
+    from tests.assets import smollm2_gguf
+
+    return Path(resolve_model(str(smollm2_gguf()), cache_dir=tmp_path_factory.mktemp("smollm2-cache")))

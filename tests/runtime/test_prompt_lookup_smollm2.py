@@ -15,8 +15,6 @@ from pathlib import Path
 import pytest
 
 from runtime.engine import Engine, GenerationConfig
-from runtime.store import resolve_model
-from tests.assets import smollm2_gguf
 
 pytestmark = pytest.mark.slow
 
@@ -42,10 +40,9 @@ def snippets() -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def engine(tmp_path_factory):
-    checkpoint = resolve_model(str(smollm2_gguf()), cache_dir=tmp_path_factory.mktemp("quill-cache"))
+def engine(smollm2_checkpoint):
     # Eager: the test's time goes to generation, not to compiling the decode step.
-    return Engine.load(checkpoint, device="cpu", compile=False, max_seq_length=512)
+    return Engine.load(smollm2_checkpoint, device="cpu", compile=False, max_seq_length=512)
 
 
 def test_speculative_tokens_equal_plain_greedy_on_real_code(engine):

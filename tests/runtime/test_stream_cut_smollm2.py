@@ -31,9 +31,9 @@ SETTINGS = CompletionSettings(max_tokens=32, context_tokens=128, prompt_lookup=F
 
 
 @pytest.fixture(scope="module")
-def host(tmp_path_factory):
+def host(smollm2_checkpoint, tmp_path_factory):
     host = ModelHost()
-    job = host.load(str(smollm2_gguf()), device="cpu", precision="float32",
+    job = host.load(str(smollm2_checkpoint), device="cpu", precision="float32",
                     cache_dir=tmp_path_factory.mktemp("quill-cache"), progress=lambda *_: None)
     job.future.result()
     return host
