@@ -5,11 +5,13 @@ thread that owns the engine, never on the asyncio loop, so the server keeps answ
 model loads or a reply streams. Jobs run in the order they were submitted; a job whose stop flag
 is set before it starts is skipped without touching the model, and a running generation checks
 the flag between tokens (`should_stop`). When the queue has been empty for `IDLE_WARM_S`, the
-worker compiles the next prefill bucket that a prompt has needed (`Engine.warm_next`), so the
-model answers from the first minute and gets its compiled prompt lengths while the user is not
-asking for anything. A request that arrives during such a compile waits for it (up to about
-25 s for a 7B model with a cold compile cache, a few seconds with a warm one). Everything the server needs to say about the model (`quill/status`) is
-read from here.
+worker compiles the next step that the load left for later (`Engine.warm_next`): the CPU's
+prompt-lookup verification step after a cold compile, then the prefill buckets that a prompt
+has needed, so the model answers from the first minute and gets its compiled steps while the
+user is not asking for anything. A request that arrives during such a compile waits for it (up
+to about 25 s for a 7B model's bucket or 40 s for SmolLM2's verification on two cores with a
+cold compile cache, a few seconds with a warm one). Everything the server needs to say about
+the model (`quill/status`) is read from here.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from runtime.progress import ProgressCallback
 
 log = logging.getLogger(__name__)
 
-IDLE_WARM_S = 5.0  # quiet time before the worker compiles another prefill bucket
+IDLE_WARM_S = 5.0  # quiet time before the worker compiles another step (a prefill bucket, ...)
 
 
 @dataclass
@@ -124,17 +126,18 @@ class ModelHost:
         return pending
 
     def _warm_next(self) -> None:
-        """Idle time: compile one more prefill bucket of the loaded engine."""
+        """Idle time: compile one more step of the loaded engine (`Engine.warm_next`)."""
         engine = self.loaded.engine if self.loaded else None
         try:
-            length = engine.warm_next() if engine is not None else None
-        except Exception:  # noqa: BLE001 - prompts of that length keep running eagerly
-            log.exception("warm-up of a prefill bucket failed; longer prompts stay uncompiled")
+            step = engine.warm_next() if engine is not None else None
+        except Exception:  # noqa: BLE001 - those prompts keep running eagerly
+            log.exception("idle warm-up failed; longer prompts stay uncompiled")
             self._warm_failed = True
             return
-        if length is not None:
-            self.warmup = {"compiled": self.warmup["compiled"] + [length], "pending": self.warmup["pending"]}
-            log.info("warm-up: prefill of %d tokens compiled while idle", length)
+        if step is not None:
+            self.warmup = {"compiled": self.warmup["compiled"] + [step], "pending": self.warmup["pending"]}
+            what = "prompt-lookup verification" if step == "verify" else f"prefill of {step} tokens"
+            log.info("warm-up: %s compiled while idle", what)
 
     # --- loading -----------------------------------------------------------------------------
 

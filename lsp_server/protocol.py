@@ -140,7 +140,9 @@ class StatusResult:
     completions: CompletionCounters = field(default_factory=CompletionCounters)
     last_generation: Optional[dict] = None  # {kind, finishReason, tokens}
     settings: Optional[dict] = None
-    warmup: Optional[dict] = None  # {compiled, pending}: prefill buckets compiled while idle, still to do
+    # {compiled, pending}: steps compiled while idle, still to do: prefill buckets (their token
+    # counts) and "verify" (the prompt-lookup verification step)
+    warmup: Optional[dict] = None
     tokens_generated: int = 0  # completion tokens the model generated, all requests
     tokens_shown: int = 0  # tokens of the suggestions shown (post-processed text, re-tokenized)
     draft_tokens_accepted: int = 0  # prompt-lookup draft tokens that greedy verification kept

@@ -33,6 +33,8 @@ from typing import Callable, Sequence
 import torch
 from torch import Tensor, nn
 
+from .prompt_lookup import MAX_DRAFT
+
 log = logging.getLogger(__name__)
 
 DEFAULT_PREFILL_BUCKETS = (16, 64, 256, 512, 1024, 2048, 4096)
@@ -43,6 +45,11 @@ GRAPHED_PREFILL_MAX = 64  # with CUDA graphs, prefill buckets up to this long re
 # buckets up to 256 replay graphs (16 tokens: 7.7 ms) and longer prompts stay eager.
 EAGER_GRAPH_MAX = 256
 EAGER_WARM_STEP = 512  # warm-up runs eager prefill at each multiple of this (see `warmup`)
+VERIFY_ROWS = MAX_DRAFT + 1  # a prompt-lookup verification feeds the last token and its drafts
+# `warmup` compiles the CPU's verification step only when decode compiled in less than this (the
+# compile cache had it): cold, on two cores, it took 40 s more after decode's 40 s (SmolLM2-135M
+# float32-int4), so a first start leaves it to idle time (`Engine.warm_next`).
+VERIFY_AT_LOAD_S = 15.0
 
 
 _triton_cache_set: str | None = None  # the TRITON_CACHE_DIR that configure_compile_cache chose
@@ -98,6 +105,14 @@ def _decode_upto(model: nn.Module, idx: Tensor, input_pos: Tensor, kv_len: int) 
 
 def _prefill(model: nn.Module, idx: Tensor, input_pos: Tensor) -> Tensor:
     return model(idx, input_pos, last_only=True)  # [B, 1, V]
+
+
+def _verify(model: nn.Module, idx: Tensor, input_pos: Tensor) -> Tensor:
+    return model(idx, input_pos)  # [B, S, V]: every position's logits, for a draft's argmaxes
+
+
+def _verify_upto(model: nn.Module, idx: Tensor, input_pos: Tensor, kv_len: int) -> Tensor:
+    return model(idx, input_pos, kv_len=kv_len)  # [B, S, V], attention over kv_len positions
 
 
 class _GraphedStep:
@@ -179,6 +194,7 @@ class CompiledModel(nn.Module):
         graph_prefill: bool = False,
         graph_max: int = GRAPHED_PREFILL_MAX,
         eager_steps: bool = False,
+        verify: Callable | None = None,
     ):
         super().__init__()
         self.model = model
@@ -205,14 +221,19 @@ class CompiledModel(nn.Module):
         # it while idle). Buckets no prompt has needed are never compiled.
         self.lazy_prefill = False
         self.wanted: set[int] = set()
-        # The most tokens `generate()` may feed in one forward that returns every position's
-        # logits (a prompt-lookup verification); 0, so prompt lookup decodes one token at a
-        # time here. That forward is the eager model's, the decode step is compiled: with CUDA
-        # graphs the eager forward launches every kernel from Python, several replayed decode
-        # steps' time for a small model; on a CPU (SmolLM2-135M float32-int4, two cores, the
-        # multi-row C++ kernel) compiled decode took 12.7 ms, the eager forward of 3 / 5 / 7
-        # tokens 22.6 / 29.7 / 34.7 ms, and speculation on code prompts 0.87-0.89x plain
-        # decode's time. A compiled verification step of fixed length would change this.
+        # Prompt-lookup verification (`generate()` feeds the last token and up to MAX_DRAFT
+        # drafts, and reads every position's logits) as a step of its own: the eager forward
+        # costs too much for it, a compiled one does not. On a CPU (SmolLM2-135M float32-int4,
+        # two cores) compiled decode took 12.7 ms, the eager forward of 3 / 5 / 7 tokens
+        # 22.6 / 29.7 / 34.7 ms, so speculation through it ran at 0.87-0.89x plain decode.
+        # `verify` is that step: compiled with a symbolic length where attention is sized (any
+        # 2 .. VERIFY_ROWS tokens, one graph), else run as a CUDA graph of VERIFY_ROWS tokens
+        # (shorter drafts padded). `verify_tokens`, what `generate()` reads, stays 0 (one
+        # token at a time) until `warm_verify` has compiled or captured it: `warmup` does when
+        # that is quick, else it is left to idle time (`verify_pending`).
+        self._verify = verify
+        self._verify_fixed: Callable | None = None  # (idx, input_pos) -> logits, VERIFY_ROWS tokens
+        self._verify_failed = False
         self.verify_tokens = 0
 
     # What `generate()` and `Engine` read from the model.
@@ -244,10 +265,14 @@ class CompiledModel(nn.Module):
             kv_len = min(-(-filled // KV_STEP) * KV_STEP, self.max_seq_length)
             if seqlen == 1:
                 return self._decode_upto(self.model, idx, input_pos, kv_len)
+            if not last_only and self._verify is not None and self.verify_tokens >= seqlen:
+                return self._verify(self.model, idx, input_pos, kv_len)
             return self.model(idx, input_pos, last_only=last_only, kv_len=kv_len)
         if seqlen == 1:
             # Outputs of a CUDA-graph replay are overwritten by the next replay: copy them out.
             return self._decode(self.model, idx, input_pos).clone()
+        if not last_only and self._verify_fixed is not None and self.verify_tokens >= seqlen:
+            return self._verify_padded(idx, input_pos)
         if self._prefill is None:
             return self.model(idx, input_pos, last_only=last_only)
         if not last_only:
@@ -266,6 +291,54 @@ class CompiledModel(nn.Module):
         if padded in self._graphs or self._capture(idx_p, pos_p):
             return self._graphs[padded](idx_p, pos_p)
         return self._prefill(self.model, idx_p, pos_p)
+
+    def _verify_padded(self, idx: Tensor, input_pos: Tensor) -> Tensor:
+        """Every position's logits for idx [B, S] (S <= verify_tokens) at consecutive
+        positions, through the fixed-length verification step: pad tokens follow at the next
+        positions, where they write cache rows past the tokens that count (rows the next step
+        writes again before any query reads them, as a rejected draft's), and their logits are
+        dropped."""
+        seqlen, rows = idx.shape[1], self.verify_tokens
+        start = int(input_pos[0])
+        if start + rows > self.max_seq_length:  # no room for the padding at the cache's end
+            return self.model(idx, input_pos)
+        pad = idx.new_zeros(idx.shape[0], rows - seqlen)
+        positions = torch.arange(start, start + rows, device=idx.device, dtype=input_pos.dtype)
+        return self._verify_fixed(torch.cat([idx, pad], dim=1), positions)[:, :seqlen]
+
+    @property
+    def verify_pending(self) -> bool:
+        """A verification step that `warm_verify` has not made yet (see `warmup`)."""
+        return self._verify is not None and self.verify_tokens == 0 and not self._verify_failed
+
+    @torch.no_grad()
+    def warm_verify(self, start: int = 0) -> None:
+        """Compile (or capture) the verification step on cache rows start .. start +
+        VERIFY_ROWS - 1, which get junk, and let `generate()` use it. Nothing without a
+        `verify` step; a failure is logged once and leaves one token at a time."""
+        if not self.verify_pending:
+            return
+        device = self.tok_embeddings.weight.device
+        rows = min(VERIFY_ROWS, self.max_seq_length - start)
+        try:
+            if self.sized:
+                # Two lengths and two cache sizes: the symbolic graph is made now, not in a
+                # request. Fresh tensors each time: a slice's strides would be guarded on.
+                for n in (rows, 2):
+                    self._verify(self.model, torch.zeros(1, n, dtype=torch.long, device=device),
+                                 torch.arange(start, start + n, device=device), start + n)
+            elif device.type == "cuda":
+                self._verify_fixed = _GraphedStep(self._verify, self.model,
+                                                  torch.zeros(1, rows, dtype=torch.long, device=device),
+                                                  torch.arange(start, start + rows, device=device))
+            else:  # fixed shapes without CUDA graphs: the step itself
+                self._verify_fixed = lambda tokens, positions: self._verify(self.model, tokens, positions)
+        except Exception:  # noqa: BLE001 - prompt lookup then decodes one token at a time
+            log.warning("the prompt-lookup verification step could not be compiled; completions "
+                        "decode one token at a time", exc_info=True)
+            self._verify_failed = True
+            return
+        self.verify_tokens = rows
 
     def _capture(self, idx: Tensor, input_pos: Tensor) -> bool:
         """Make the CUDA graph of this prefill bucket, if it is one to graph; False if not. A
@@ -354,17 +427,19 @@ def compile_model(
     if eager_graphs:
         graphed = tuple(b for b in buckets if b <= EAGER_GRAPH_MAX)
         return CompiledModel(model, decode=_GraphedDecode(), prefill=_prefill, buckets=graphed,
-                             graph_prefill=True, graph_max=EAGER_GRAPH_MAX, eager_steps=True)
+                             graph_prefill=True, graph_max=EAGER_GRAPH_MAX, eager_steps=True,
+                             verify=_verify)
     compile_prefill = on_cuda if compile_prefill is None else compile_prefill
     mode = "reduce-overhead" if cudagraphs else None
     decode = torch.compile(_decode, mode=mode, fullgraph=True, dynamic=False)
-    decode_upto = None
+    decode_upto = verify = None
     sized = (not cudagraphs and _accepts_kv_len(model)) if sized is None else sized
     if sized:
         # kv_len changes every KV_STEP tokens: one graph with a symbolic length from the start
         # (dynamic=True; the size-1 dimensions of a decode step stay static). Left to automatic
         # dynamic shapes it compiled twice, a static length first, the first start's largest cost.
         decode_upto = torch.compile(_decode_upto, fullgraph=True, dynamic=True)
+        verify = torch.compile(_verify_upto, fullgraph=True, dynamic=True)
         compile_prefill = False
     prefill = None
     if compile_prefill:
@@ -372,7 +447,7 @@ def compile_model(
         # bucket would pin its activations, and there the launches are a small part.
         prefill = torch.compile(_prefill, fullgraph=True, dynamic=False)
     return CompiledModel(model, decode=decode, prefill=prefill, buckets=buckets, decode_upto=decode_upto,
-                         graph_prefill=cudagraphs)
+                         graph_prefill=cudagraphs, verify=verify)
 
 
 def fully_fused(model: nn.Module) -> bool:
@@ -392,7 +467,8 @@ def _accepts_kv_len(model: nn.Module) -> bool:
 
 @torch.no_grad()
 def warmup(model: CompiledModel, *, max_prompt: int | None = None, log_fn=log.info) -> float:
-    """Compile decode and every prefill bucket up to `max_prompt` now; return seconds spent.
+    """Compile decode and every prefill bucket up to `max_prompt` now, and the prompt-lookup
+    verification step when that is quick (see VERIFY_AT_LOAD_S); return seconds spent.
 
     Leaves junk in the KV cache: callers forget their cached sequence afterwards
     (`Engine.reset()`). Run it on the thread that will generate: CUDA-graph trees are kept per
@@ -422,6 +498,12 @@ def warmup(model: CompiledModel, *, max_prompt: int | None = None, log_fn=log.in
         positions += [p for p in (KV_STEP, 2 * KV_STEP) if p < model.max_seq_length]
     for pos in positions:
         model(token, torch.tensor([pos], device=device))
+    if model.eager_steps or time.perf_counter() - t0 < VERIFY_AT_LOAD_S:
+        model.warm_verify()
+        if model.verify_tokens:
+            log_fn(f"warm-up: prompt-lookup verification ready after {time.perf_counter() - t0:.1f}s")
+    elif model.verify_pending:
+        log_fn("warm-up: the prompt-lookup verification step is left to idle time (a cold compile)")
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     model.compile_seconds = time.perf_counter() - t0

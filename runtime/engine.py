@@ -19,6 +19,7 @@ from typing import Callable, Sequence
 import torch
 
 from .checkpoint import Manifest, load_tensors
+from .compile import VERIFY_ROWS
 from .config import ModelConfig
 from .devices import Device, dtype_name, resolve_device
 from .generate import ContextLengthError, TextStream, generate
@@ -175,25 +176,31 @@ class Engine:
             accepted_draft_tokens=out.accepted_draft_tokens,
         )
 
-    def warm_next(self) -> int | None:
-        """Compile the shortest prefill bucket that a prompt has needed and that is not compiled
-        yet (see `Engine.load`); returns its length, or None when there is none. Takes seconds
-        to a minute: call it when idle. It runs on the cache's last rows; the cached prefix
-        keeps the rows before them."""
+    def warm_next(self) -> int | str | None:
+        """Compile the next step that idle time is for (see `Engine.load`), and return what it
+        was: "verify" (the prompt-lookup verification step, left to idle time after a cold
+        compile) before the shortest prefill bucket that a prompt has needed (its length);
+        None when there is nothing. Takes seconds to a minute: call it when idle. It runs on the
+        cache's last rows; the cached prefix keeps the rows before them."""
         pending = self.pending_warmup()
         if not pending:
             return None
-        length = pending[0]
+        step = pending[0]
         with self._lock, _on(self.model):
-            start = self.model.max_seq_length - length
+            rows = VERIFY_ROWS if step == "verify" else step
+            start = self.model.max_seq_length - rows
             self._cached_ids = self._cached_ids[:start]
-            self.model.warm_prefill(length, start)
-        return length
+            if step == "verify":
+                self.model.warm_verify(start)
+            else:
+                self.model.warm_prefill(step, start)
+        return step
 
-    def pending_warmup(self) -> list[int]:
-        """Prefill buckets `warm_next` would compile, shortest first."""
+    def pending_warmup(self) -> list[int | str]:
+        """What `warm_next` would compile, in its order: "verify", then prefill buckets."""
         wanted = getattr(self.model, "wanted_buckets", None)
-        return wanted() if wanted is not None else []
+        verify = ["verify"] if getattr(self.model, "verify_pending", False) else []
+        return verify + (wanted() if wanted is not None else [])
 
     def reset(self) -> None:
         """Forget the cached sequence (the next call prefills its whole prompt)."""

@@ -28,7 +28,7 @@ from torch import Tensor
 
 from .errors import QuillError
 from .model import Transformer
-from .prompt_lookup import MAX_DRAFT, PromptLookup
+from .prompt_lookup import FIRST_DRAFT, MAX_DRAFT, PromptLookup
 from .sampling import Sampler
 
 
@@ -270,7 +270,7 @@ def _decode_with_drafts(
     drafter = PromptLookup(prompt_ids)
     pending = [int(torch.argmax(logits, dim=-1)[0])]  # tokens known, not yet handed out
     valid = n_prompt  # cache rows below this position hold the keys/values of the sequence
-    limit = max_draft  # the next draft's length, adapted to how the last one fared
+    limit = min(FIRST_DRAFT, max_draft)  # the next draft's length, adapted to how the last one fared
     while True:
         start = len(out.token_ids)
         ended = any(_emit(out, t, budget, stop_ids, text, cancelled) for t in pending)

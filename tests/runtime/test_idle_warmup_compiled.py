@@ -94,3 +94,33 @@ def test_model_host_compiles_needed_buckets_when_idle(tiny_checkpoint, monkeypat
     # The host still takes work afterwards.
     result = host.submit("completion", lambda job: host.generate(job, engine.tokenizer.encode(PROSE)[:30], GEN))
     assert len(result.future.result(timeout=60).token_ids) == GEN.max_new_tokens
+
+
+def test_verification_left_by_a_cold_load_is_made_while_idle(tiny_checkpoint, monkeypatch):  # noqa: F811
+    """After a cold compile the load leaves the prompt-lookup verification step to idle time:
+    until then completions decode one token at a time; `warm_next` makes it first, on the
+    cache's last rows (the cached prefix stays), and drafts are verified afterwards with the
+    eager model's tokens. (A random model rarely repeats its prompt, so every step drafts the
+    last token again here: drafts to verify, mostly rejected.)"""
+    from runtime import generate as generation
+    from runtime.compile import VERIFY_ROWS, _decode_upto, _verify_upto
+
+    monkeypatch.setattr(generation.PromptLookup, "draft", lambda self, n: self.ids[-1:] * n)
+    reference = Engine.load(tiny_checkpoint[0], device="cpu", precision="float32", compile=False)
+    engine = Engine.load(tiny_checkpoint[0], device="cpu", precision="float32", compile=False)
+    engine.model = CompiledModel(engine.model, decode=_decode, prefill=None, buckets=(),
+                                 decode_upto=_decode_upto, verify=_verify_upto)
+    assert engine.pending_warmup() == ["verify"]
+    prompt = engine.tokenizer.encode(CODE + CODE)
+    lookup = GenerationConfig(max_new_tokens=12, prompt_lookup=True)
+    first = engine.generate(prompt, lookup)
+    assert first.draft_tokens == 0
+    assert first.token_ids == reference.generate(prompt, GenerationConfig(max_new_tokens=12)).token_ids
+
+    assert engine.warm_next() == "verify"
+    assert engine.model.verify_tokens == VERIFY_ROWS and engine.pending_warmup() == []
+    follow = prompt + first.token_ids + prompt[:20]
+    second = engine.generate(follow, lookup)
+    assert second.reused_tokens == len(prompt) + len(first.token_ids) - 1
+    assert second.draft_tokens > 0
+    assert second.token_ids == reference.generate(follow, GenerationConfig(max_new_tokens=12)).token_ids

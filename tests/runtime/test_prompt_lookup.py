@@ -14,7 +14,8 @@ import random
 import pytest
 import torch
 
-from runtime.compile import CompiledModel, _decode, _decode_upto, _prefill, compile_model
+from runtime.compile import (VERIFY_ROWS, CompiledModel, _decode, _decode_upto, _prefill, _verify, _verify_upto,
+                             compile_model, warmup)
 from runtime.config import ModelConfig
 from runtime.devices import resolve_device
 from runtime.loading import build_model
@@ -159,27 +160,65 @@ def test_should_stop_after_an_accepted_draft_matches_plain_decoding():
     assert seen_mid_draft
 
 
-def test_wrappers_verify_through_the_eager_forward_or_fall_back():
-    """A compiled model decodes one token at a time under prompt lookup (its eager verification
-    costs more than it saves); a CPU wrapper told it may verify does so through the model's own
-    forward with sized attention. Both give the plain tokens. The steps are uncompiled here:
-    this checks the wrapper's logic."""
+def wrappers(model) -> dict:
+    """The two shapes of `CompiledModel` with their steps uncompiled (this checks the wrapper's
+    logic; the compiled steps are checked below): attention sized to the cache (the CPU's, any
+    verification length) and fixed shapes (CUDA's, verification padded to VERIFY_ROWS)."""
+    sized = CompiledModel(model, decode=_decode, prefill=None, buckets=(), decode_upto=_decode_upto,
+                          verify=_verify_upto)
+    fixed = CompiledModel(model, decode=_decode, prefill=_prefill, buckets=(16, 64), verify=_verify)
+    return {"sized": sized, "fixed": fixed}
+
+
+@pytest.mark.parametrize("shape", ["sized", "fixed"])
+@torch.no_grad()
+def test_wrappers_verify_drafts_once_warmed(shape):
+    """Until `warm_verify`, a wrapper decodes one token at a time under prompt lookup; after it,
+    drafts go through its verification step. The tokens are plain greedy decoding's either way,
+    and after rejections (padding rows included) the cache still equals a full forward pass."""
     model = tiny_model("qwen2")
-    assert compile_model(model).verify_tokens == 0
-    sized = CompiledModel(model, decode=_decode, prefill=None, buckets=(), decode_upto=_decode_upto)
-    sized.verify_tokens = MAX_DRAFT + 1
-    fixed = CompiledModel(model, decode=_decode, prefill=_prefill, buckets=(16, 64))
+    wrapped = wrappers(model)[shape]
+    assert wrapped.verify_tokens == 0
+    prompt = repetitive_prompt(random.Random(3), 40)
+    cold = run(wrapped, prompt, 24, lookup=True)
+    assert cold.token_ids == run(model, prompt, 24, lookup=False).token_ids and cold.draft_tokens == 0
+    wrapped.warm_verify()
+    assert wrapped.verify_tokens == VERIFY_ROWS == MAX_DRAFT + 1
     rng = random.Random(3)
-    drafted = 0
-    for _ in range(10):
-        prompt = repetitive_prompt(rng, 40)
-        ref = run(model, prompt, 24, lookup=False).token_ids
-        through_sized = run(sized, prompt, 24, lookup=True)
-        through_fixed = run(fixed, prompt, 24, lookup=True)
-        assert through_sized.token_ids == ref and through_fixed.token_ids == ref
-        assert through_fixed.draft_tokens == 0
-        drafted += through_sized.accepted_draft_tokens
-    assert drafted > 0
+    accepted = rejected = 0
+    for i in range(12):
+        # The last prompts end near the cache's end, where the padding has no room.
+        prompt = repetitive_prompt(rng, 40 if i < 9 else MAX_SEQ - 10)
+        ref = run(model, prompt, 24, lookup=False)
+        spec = run(wrapped, prompt, 24, lookup=True)
+        assert spec.token_ids == ref.token_ids and spec.finish_reason == ref.finish_reason
+        accepted += spec.accepted_draft_tokens
+        rejected += spec.draft_tokens - spec.accepted_draft_tokens
+        cached = spec.cached_ids
+        if len(cached) < MAX_SEQ - 1:
+            pos = len(cached)
+            stepped = model(torch.tensor([[5]]), torch.tensor([pos]), kv_len=pos + 1)[0, -1]
+            full = model(torch.tensor([cached + [5]]), torch.arange(pos + 1))[0, -1]
+            torch.testing.assert_close(stepped, full, rtol=1e-4, atol=1e-4)
+    assert accepted > 0 and rejected > 0
+
+
+def test_compile_model_verifies_with_a_compiled_step():
+    """`compile_model` on a CPU: decode and the verification step compiled (one symbolic graph
+    for every length), warmed by `warmup`; the tokens are the eager model's."""
+    model = tiny_model("llama3.1")
+    prompts = [repetitive_prompt(random.Random(s), 40) for s in range(6)]
+    refs = [run(model, p, 24, lookup=False).token_ids for p in prompts]
+    compiled = compile_model(model)
+    assert compiled.verify_tokens == 0  # nothing compiled before the warm-up
+    warmup(compiled)
+    assert compiled.verify_tokens == VERIFY_ROWS
+    accepted = 0
+    for prompt, ref in zip(prompts, refs):
+        spec = run(compiled, prompt, 24, lookup=True)
+        assert spec.token_ids == ref
+        accepted += spec.accepted_draft_tokens
+    assert accepted > 0
 
 
 def test_sampling_ignores_prompt_lookup():
@@ -197,6 +236,24 @@ def test_speculative_greedy_equals_plain_greedy_on_cuda():
     for kind, prompt, n in cases(seed=5):
         plain = run(model, prompt, n, lookup=False)
         spec = run(model, prompt, n, lookup=True)
+        assert spec.token_ids == plain.token_ids and spec.finish_reason == plain.finish_reason, kind
+        accepted += spec.accepted_draft_tokens
+    assert accepted > 0
+
+
+@pytest.mark.gpu
+def test_graphed_verification_equals_plain_greedy_on_cuda():
+    """CUDA's route: decode and the padded verification step as CUDA graphs of the eager model
+    with Quill's kernels (`compile_model`'s `eager_graphs`), the tokens those of plain greedy
+    decoding on the same model."""
+    model = tiny_model("smollm2", device="cuda")
+    compiled = compile_model(model)
+    warmup(compiled)
+    assert compiled.eager_steps and compiled.verify_tokens == VERIFY_ROWS
+    accepted = 0
+    for kind, prompt, n in cases(seed=6):
+        plain = run(compiled.model, prompt, n, lookup=False)
+        spec = run(compiled, prompt, n, lookup=True)
         assert spec.token_ids == plain.token_ids and spec.finish_reason == plain.finish_reason, kind
         accepted += spec.accepted_draft_tokens
     assert accepted > 0
