@@ -50,6 +50,13 @@ VERIFY_ROWS = MAX_DRAFT + 1  # a prompt-lookup verification feeds the last token
 # compile cache had it): cold, on two cores, it took 40 s more after decode's 40 s (SmolLM2-135M
 # float32-int4), so a first start leaves it to idle time (`Engine.warm_next`).
 VERIFY_AT_LOAD_S = 15.0
+# Prompt lookup is used only where verifying VERIFY_ROWS tokens costs at most this many decode
+# steps (`warm_verify` times both). SmolLM2 float32-int4 on two CPU cores: 1.93, and drafts then
+# gave 1.12x over 12 generations of 48 tokens after code. On CUDA the graph of the eager
+# multi-token forward has not been timed against the fused decode step: an H200 replayed a
+# 16-token Phi-3-mini int8 prefill graph in 7.7 ms against 1.47 ms a decode step, which this
+# bound turns down.
+VERIFY_MAX_COST = 2.5
 
 
 _triton_cache_set: str | None = None  # the TRITON_CACHE_DIR that configure_compile_cache chose
@@ -233,7 +240,8 @@ class CompiledModel(nn.Module):
         # that is quick, else it is left to idle time (`verify_pending`).
         self._verify = verify
         self._verify_fixed: Callable | None = None  # (idx, input_pos) -> logits, VERIFY_ROWS tokens
-        self._verify_failed = False
+        self._verify_failed = False  # failed to compile, or costs too much (VERIFY_MAX_COST)
+        self.verify_cost: float | None = None  # its time over a decode step's, once measured
         self.verify_tokens = 0
 
     # What `generate()` and `Engine` read from the model.
@@ -339,6 +347,33 @@ class CompiledModel(nn.Module):
             self._verify_failed = True
             return
         self.verify_tokens = rows
+        self.verify_cost = self._verify_cost(start)
+        if self.verify_cost > VERIFY_MAX_COST:
+            log.info("prompt lookup: verifying %d tokens costs %.1f decode steps here (more than %.1f); "
+                     "completions decode one token at a time", rows, self.verify_cost, VERIFY_MAX_COST)
+            self.verify_tokens, self._verify_failed = 0, True
+
+    def _verify_cost(self, start: int, repeat: int = 5) -> float:
+        """Median time of a verification of `verify_tokens` tokens over a decode step's, both
+        through `forward` as `generate()` calls them, at cache rows from `start` (junk after)."""
+        device = self.tok_embeddings.weight.device
+        rows = self.verify_tokens
+
+        def median_time(idx: Tensor) -> float:
+            positions = torch.arange(start, start + idx.shape[1], device=device)
+            times = []
+            for _ in range(repeat + 1):
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
+                t0 = time.perf_counter()
+                self(idx, positions, kv_len=start + idx.shape[1])
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
+                times.append(time.perf_counter() - t0)
+            return sorted(times[1:])[repeat // 2]  # the first call is left out
+
+        one = median_time(torch.zeros(1, 1, dtype=torch.long, device=device))
+        return median_time(torch.zeros(1, rows, dtype=torch.long, device=device)) / max(one, 1e-9)
 
     def _capture(self, idx: Tensor, input_pos: Tensor) -> bool:
         """Make the CUDA graph of this prefill bucket, if it is one to graph; False if not. A

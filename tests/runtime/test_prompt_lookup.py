@@ -203,6 +203,32 @@ def test_wrappers_verify_drafts_once_warmed(shape):
     assert accepted > 0 and rejected > 0
 
 
+def test_a_verification_dearer_than_the_bound_is_not_used(monkeypatch, caplog):
+    """Where verifying VERIFY_ROWS tokens costs more than VERIFY_MAX_COST decode steps (timed by
+    `warm_verify`), prompt lookup decodes one token at a time, says so once in the log, and the
+    idle warm-up does not try again."""
+    import logging
+
+    from runtime.compile import VERIFY_MAX_COST
+
+    model = tiny_model("qwen2")
+    wrapped = wrappers(model)["sized"]
+    monkeypatch.setattr(CompiledModel, "_verify_cost", lambda self, start: VERIFY_MAX_COST + 1)
+    with caplog.at_level(logging.INFO, logger="runtime.compile"):
+        wrapped.warm_verify()
+    assert wrapped.verify_tokens == 0 and not wrapped.verify_pending
+    assert "decode one token at a time" in caplog.text
+    prompt = repetitive_prompt(random.Random(3), 40)
+    out = run(wrapped, prompt, 24, lookup=True)
+    assert out.draft_tokens == 0 and out.token_ids == run(model, prompt, 24, lookup=False).token_ids
+
+
+def test_verification_cost_is_measured():
+    wrapped = wrappers(tiny_model("qwen2"))["fixed"]
+    wrapped.warm_verify()
+    assert wrapped.verify_cost is not None and wrapped.verify_cost > 0
+
+
 def test_compile_model_verifies_with_a_compiled_step():
     """`compile_model` on a CPU: decode and the verification step compiled (one symbolic graph
     for every length), warmed by `warmup`; the tokens are the eager model's."""
