@@ -26,6 +26,8 @@ from typing import Any, Callable, Optional
 from runtime.errors import QuillError
 from runtime.progress import ProgressCallback
 
+from .background_compile import BackgroundCompile
+
 log = logging.getLogger(__name__)
 
 IDLE_WARM_S = 5.0  # quiet time before the worker compiles another step (a prefill bucket, ...)
@@ -70,6 +72,7 @@ class ModelHost:
         # Prefill buckets compiled while idle and still to do, for quill/status; replaced whole
         # (never changed in place) by the worker, read from the event loop.
         self.warmup: dict = {"compiled": [], "pending": []}
+        self.background_compile = BackgroundCompile()  # the whole-model compile for the next start
         self._warm_failed = False
         self._loads_queued = 0  # numbers the loads, so that only the newest sets the state
         self.newest_load: Optional[Job] = None  # the last load queued (set and read on the event loop)
@@ -103,10 +106,15 @@ class ModelHost:
         while True:
             pending = self._pending_warmup()
             try:
-                job = self._queue.get(timeout=IDLE_WARM_S if pending else None)
+                job = self._queue.get_nowait()
             except queue.Empty:
-                self._warm_next()
-                continue
+                self.background_compile.resume()  # idle: the whole-model compile may run
+                try:
+                    job = self._queue.get(timeout=IDLE_WARM_S if pending else None)
+                except queue.Empty:
+                    self._warm_next()
+                    continue
+            self.background_compile.pause()
             if job.stop.is_set():
                 job.future.set_result(None)  # cancelled or superseded before it started
                 continue
@@ -164,6 +172,7 @@ class ModelHost:
             progress(phase, done, total)
 
         def run(job: Job) -> LoadedModel:
+            self.background_compile.stop()  # it compiles the model being replaced
             self.loaded = None  # free the old weights before the new ones arrive
             self.warmup, self._warm_failed = {"compiled": [], "pending": []}, False
             try:
@@ -181,6 +190,7 @@ class ModelHost:
                 raise
             self.loaded = loaded
             settle("ready")
+            self.background_compile.start(engine)
             return loaded
 
         job = self.submit("load", run)
@@ -242,7 +252,17 @@ class ModelHost:
             ),
             "error": self.error,
             "warmup": {"compiled": list(warmup["compiled"]), "pending": list(warmup["pending"])},
+            "compiled": _compiled(engine),
+            "background_compile": self.background_compile.state,
         }
+
+
+def _compiled(engine) -> Optional[str]:
+    """How the loaded model's steps were compiled: "whole", "per-layer", or None (uncompiled)."""
+    model = getattr(engine, "model", None)
+    if model is None or not hasattr(model, "regional"):
+        return None
+    return "per-layer" if model.regional else "whole"
 
 
 def _describe(exc: BaseException) -> str:

@@ -147,6 +147,8 @@ class StatusResult:
     tokens_shown: int = 0  # tokens of the suggestions shown (post-processed text, re-tokenized)
     draft_tokens_accepted: int = 0  # prompt-lookup draft tokens that greedy verification kept
     cpu_kernel: Optional[str] = None  # the CPU kernel path in use ("avx512", "avx2", "plain") or None
+    compiled: Optional[str] = None  # "whole" | "per-layer" (a first start on a CPU) | None (not compiled)
+    background_compile: Optional[str] = None  # the whole-model compile for the next start: running, finished, failed
 
 
 # --- the converter ----------------------------------------------------------------------------

@@ -257,6 +257,8 @@ class QuillServer(LanguageServer):
             tokens_shown=self.host.tokens_shown,
             draft_tokens_accepted=self.host.draft_tokens_accepted,
             cpu_kernel=model["cpu_kernel"],
+            compiled=model["compiled"],
+            background_compile=model["background_compile"],
         )
 
     def report_server_error(self, error: Exception, source: Any) -> None:

@@ -74,20 +74,32 @@ def cpu_kernel_path(model) -> str:
 def wants_compile(compile: bool | str, device: Device, weight_scheme: str | None) -> bool:
     """`compile` True, or "auto" on CUDA and for float32-int4 on any device: float32-int4 decodes
     through a fused loop over the codes that only the compiler makes."""
-    return compile is True or (compile == "auto" and (device.kind == "cuda" or weight_scheme == FLOAT32_INT4))
+    return compile in (True, "whole") or (compile == "auto" and (device.kind == "cuda" or weight_scheme == FLOAT32_INT4))
 
 
-def compile_and_warm(model: Transformer, report: ProgressCallback):
+def compile_and_warm(model: Transformer, report: ProgressCallback, graph_key: str | None = None,
+                     whole: bool = False):
     """The model in compiled steps, its decode and shortest prefill bucket compiled already. Run
-    it on the thread that will generate (CUDA-graph trees are kept per thread)."""
+    it on the thread that will generate (CUDA-graph trees are kept per thread).
+
+    With `graph_key` (a CPU's sized steps, `whole_graph_cache.graph_key`), the whole-model graph
+    is compiled only when the compile cache holds it already; otherwise each layer is compiled
+    on its own, a quicker first start (`compile_model(regional=True)`), and the caller may
+    compile the whole graph for the next start (`runtime.precompile`, which passes `whole`)."""
+    from . import whole_graph_cache
     from .compile import compile_model, warmup
 
     report("compile", 0, 1)
-    model = compile_model(model)
+    regional = graph_key is not None and not whole and not whole_graph_cache.is_cached(graph_key)
+    model = compile_model(model, regional=regional)
     # Decode and the shortest prompts (a completion's few new tokens after prefix reuse)
     # now; longer prompt buckets run eagerly until `warm_next` compiles them, so the
     # first answer does not wait for every bucket (minutes for a 7B model, cold).
     warmup(model, max_prompt=LOAD_WARM_PROMPT)  # junk in the KV cache: nothing is cached
+    if whole and model.verify_pending:
+        model.warm_verify()  # the next start finds every graph it compiles at load
+    if graph_key is not None and not regional and not model.verify_pending:
+        whole_graph_cache.mark_cached(graph_key)  # a second start with no note would still be quick
     model.lazy_prefill = True
     report("compile", 1, 1)
     return model

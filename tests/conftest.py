@@ -1,5 +1,5 @@
 """Shared pytest configuration: GPU tests skip cleanly on machines without CUDA; one compile
-cache serves the whole test run; the real SmolLM2 GGUF is converted once for the tests that only
+cache serves the whole test run, and no server compiles in the background; the real SmolLM2 GGUF is converted once for the tests that only
 read the converted checkpoint (`smollm2_checkpoint`)."""
 
 from __future__ import annotations
@@ -18,6 +18,10 @@ import pytest
 _SHARED = Path(tempfile.gettempdir()) / f"quill-tests-compile-{os.getuid() if hasattr(os, 'getuid') else 0}"
 os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(_SHARED / "inductor"))
 os.environ.setdefault("TRITON_CACHE_DIR", str(_SHARED / "triton"))
+# A server that compiled per layer starts the whole-model compile in a child process
+# (lsp_server/background_compile.py): a minute of both CPU cores under every server test that
+# loads the default model. Off here; tests/runtime/test_whole_graph_cache.py runs it.
+os.environ.setdefault("QUILL_BACKGROUND_COMPILE", "0")
 
 
 def pytest_collection_modifyitems(config, items):

@@ -1,0 +1,95 @@
+"""The whole-model compile that a first start on a CPU leaves for the next one.
+
+When `Engine.load` compiled each layer on its own (`engine.model.regional`: the compile cache
+lacked the whole-model graph), the server starts `python -m runtime.precompile` for the same
+checkpoint, precision and cache length in a child process at the lowest priority, so that the
+next start loads the faster whole-model graph in seconds. The child's stdout is closed (the
+server's stdout is the protocol) and its stderr is the server's log. It is stopped when another
+model is loaded and ends with the server. `QUILL_BACKGROUND_COMPILE=0` turns it off.
+
+It runs only while the model host is idle: the host pauses it (SIGSTOP to its process group,
+Inductor's compile workers included) for each job and resumes it when the queue is empty. Two
+cores shared with a compile, even at the lowest priority, slowed `quill try`'s chat from 46 to
+13 tokens/s. Where processes cannot be paused (Windows) it is not started.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import subprocess
+import sys
+from typing import Optional
+
+CAN_PAUSE = hasattr(signal, "SIGSTOP") and hasattr(os, "killpg")
+
+log = logging.getLogger(__name__)
+
+ENV = "QUILL_BACKGROUND_COMPILE"
+
+
+class BackgroundCompile:
+    """At most one child compile at a time."""
+
+    def __init__(self):
+        self.proc: Optional[subprocess.Popen] = None
+        self.paused = False
+
+    def start(self, engine) -> bool:
+        """Start the child for `engine` if it was compiled per layer; True when started."""
+        self.stop()
+        if not getattr(engine.model, "regional", False) or os.environ.get(ENV, "1") == "0" or not CAN_PAUSE:
+            return False
+        cmd = [sys.executable, "-m", "runtime.precompile", str(engine.checkpoint_dir),
+               "--precision", engine.dtype, "--max-seq-length", str(engine.max_seq_length)]
+        try:
+            # A process group of its own: pausing it pauses the compile workers it starts.
+            self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                         start_new_session=True)
+        except OSError:
+            log.warning("could not start the background compile; the next start compiles per layer again",
+                        exc_info=True)
+            return False
+        log.info("compiled per layer for a quick start; compiling the whole model in the background "
+                 "(pid %d) for the next start", self.proc.pid)
+        return True
+
+    @property
+    def state(self) -> Optional[str]:
+        """"running", "finished", "failed" or None (none started)."""
+        if self.proc is None:
+            return None
+        code = self.proc.poll()
+        return "running" if code is None else "finished" if code == 0 else "failed"
+
+    def pause(self) -> None:
+        """Stop the child from taking CPU time while the model host works (a no-op if none)."""
+        if not self.paused and self._signal(signal.SIGSTOP if CAN_PAUSE else None):
+            self.paused = True
+
+    def resume(self) -> None:
+        if self.paused:
+            self._signal(signal.SIGCONT)
+            self.paused = False
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self._signal(signal.SIGTERM)
+            self.resume()  # a stopped process acts on SIGTERM once it runs again
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self._signal(signal.SIGKILL)
+                self.proc.wait()
+        self.proc, self.paused = None, False
+
+    def _signal(self, sig) -> bool:
+        """Send `sig` to the running child's process group; False when there is none."""
+        if sig is None or self.proc is None or self.proc.poll() is not None:
+            return False
+        try:
+            os.killpg(self.proc.pid, sig)
+        except ProcessLookupError:
+            return False
+        return True
