@@ -104,7 +104,8 @@ class ModelHost:
 
     def _work(self) -> None:
         while True:
-            pending = self._pending_warmup()
+            # Idle work: compiles left by the load, the background compile's end to act on.
+            pending = self._pending_warmup() or self.background_compile.proc is not None
             try:
                 job = self._queue.get_nowait()
             except queue.Empty:
@@ -112,7 +113,11 @@ class ModelHost:
                 try:
                     job = self._queue.get(timeout=IDLE_WARM_S if pending else None)
                 except queue.Empty:
-                    self._warm_next()
+                    ended = self.background_compile.take_result()
+                    if ended is None:
+                        self._warm_next()
+                    else:
+                        self._adopt_whole_graph(ended)
                     continue
             self.background_compile.pause()
             if job.stop.is_set():
@@ -132,6 +137,22 @@ class ModelHost:
         pending = engine.pending_warmup() if engine is not None and not self._warm_failed else []
         self.warmup = {"compiled": self.warmup["compiled"], "pending": pending}
         return pending
+
+    def _adopt_whole_graph(self, ended: str) -> None:
+        """Idle time, the background compile over: load its whole-model graph in place of the
+        per-layer one (`Engine.adopt_whole_graph`)."""
+        engine = self.loaded.engine if self.loaded else None
+        if engine is None:
+            return
+        if ended != "finished":
+            log.warning("the background compile ended without the whole-model graph; this start "
+                        "keeps compiling per layer")
+            return
+        try:
+            if engine.adopt_whole_graph():
+                log.info("switched to the whole-model graph compiled in the background")
+        except Exception:  # noqa: BLE001 - the per-layer steps still work
+            log.exception("loading the whole-model graph failed; staying with the per-layer one")
 
     def _warm_next(self) -> None:
         """Idle time: compile one more step of the loaded engine (`Engine.warm_next`)."""

@@ -85,6 +85,7 @@ class Engine:
         self.manifest = manifest
         self._cached_ids: list[int] = []  # tokens whose keys/values the cache holds, from position 0
         self.cpu_kernel: str | None = None  # the CPU matrix-vector path in use ("avx512", "avx2", "plain")
+        self.graph_key: str | None = None  # the compiled graphs' kind (`whole_graph_cache`), on a CPU
         self._lock = threading.Lock()
 
     @classmethod
@@ -131,12 +132,14 @@ class Engine:
         scheme = quantize_weights(model, plan, dev)
         report("load", 2, 2)
         kernel = cpu_kernel_path(model) if dev.kind == "cpu" else None
+        key = None
         if wants_compile(compile, dev, scheme):
             # "auto" on a CPU: per-layer graphs while the compile cache lacks the whole one.
             key = graph_key(manifest.config, scheme, kernel, model.max_seq_length) if (
                 compile in ("auto", "whole") and dev.kind == "cpu") else None
             model = compile_and_warm(model, report, key, whole=compile == "whole")
         engine = cls(model, tokenizer, device=dev, checkpoint_dir=checkpoint_dir, manifest=manifest)
+        engine.graph_key = key
         if scheme:
             engine.dtype = scheme
         engine.cpu_kernel = kernel
@@ -203,6 +206,27 @@ class Engine:
             else:
                 self.model.warm_prefill(step, start)
         return step
+
+    def adopt_whole_graph(self) -> bool:
+        """Replace per-layer steps (`model.regional`) with the whole-model graph once the
+        compile cache holds it (`whole_graph_cache`: what the server's background compile
+        leaves); True when done. With the cache warm it takes seconds (a few on two cores for
+        SmolLM2): call it when idle. The cached sequence is forgotten."""
+        from . import whole_graph_cache
+        from .loading import compile_and_warm
+
+        model = self.model
+        if not getattr(model, "regional", False) or self.graph_key is None:
+            return False
+        if not whole_graph_cache.is_cached(self.graph_key):
+            return False
+        with self._lock, _on(model):
+            eager = model.model
+            for module in (*eager.layers, eager.head):
+                module._compiled_call_impl = None  # undo nn.Module.compile
+            self.model = compile_and_warm(eager, lambda phase, done, total: None, self.graph_key)
+            self._cached_ids = []
+        return not self.model.regional
 
     def pending_warmup(self) -> list[int | str]:
         """What `warm_next` would compile, in its order: "verify", then prefill buckets."""
