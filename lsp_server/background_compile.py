@@ -11,11 +11,12 @@ model is loaded and ends with the server. `QUILL_BACKGROUND_COMPILE=0` turns it 
 It runs only while the model host is idle: the host pauses it (SIGSTOP to its process group,
 Inductor's compile workers included) for each job and resumes it when the queue is empty. Two
 cores shared with a compile, even at the lowest priority, slowed `quill try`'s chat from 46 to
-13 tokens/s. Where processes cannot be paused (Windows) it is not started.
+13 tokens/s. Off Linux it is not started (see CAN_PAUSE).
 """
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import signal
@@ -23,7 +24,9 @@ import subprocess
 import sys
 from typing import Optional
 
-CAN_PAUSE = hasattr(signal, "SIGSTOP") and hasattr(os, "killpg")
+# Linux only: there the kernel kills a paused child with a server that dies
+# (runtime/precompile.py); elsewhere a paused child could be left stopped for good.
+CAN_PAUSE = sys.platform.startswith("linux")
 
 log = logging.getLogger(__name__)
 
@@ -53,9 +56,14 @@ class BackgroundCompile:
         cmd = [sys.executable, "-m", "runtime.precompile", str(engine.checkpoint_dir),
                "--precision", engine.dtype, "--max-seq-length", str(engine.max_seq_length)]
         try:
-            # A process group of its own: pausing it pauses the compile workers it starts.
-            self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                         start_new_session=True)
+            # A process group of its own (what pause() signals); Inductor compiling in the child
+            # itself, with no pool of workers that a paused child killed with the server (see
+            # runtime/precompile.py) would leave stopped behind it.
+            group = {"process_group": 0} if sys.version_info >= (3, 11) else {"preexec_fn": os.setpgrp}
+            env = dict(os.environ, TORCHINDUCTOR_COMPILE_THREADS="1")
+            self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, env=env,
+                                         **group)
+            atexit.register(self.stop)
         except OSError:
             log.warning("could not start the background compile; the next start compiles per layer again",
                         exc_info=True)

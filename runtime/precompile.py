@@ -8,7 +8,9 @@ that the next start finds the whole-model graph, which decodes faster, in Induct
 (the folder comes from TORCHINDUCTOR_CACHE_DIR, which the parent set, or `--cache-dir`). It
 loads the model as the server did, compiles and warms up decode and the prompt-lookup
 verification step, and notes the graph kind as cached. Nothing goes to stdout. It ends on its
-own when the process that started it is gone.
+own when the process that started it is gone. Inductor compiles in this process, not in a pool
+of workers (TORCHINDUCTOR_COMPILE_THREADS=1, set by the server): a pool would outlive a child
+killed while paused.
 """
 
 from __future__ import annotations
@@ -24,8 +26,20 @@ log = logging.getLogger("runtime.precompile")
 
 
 def _exit_with_parent(poll_s: float = 1.0) -> None:
-    """End this process once its parent has (it is then re-parented)."""
+    """End this process once its parent has (it is then re-parented). On Linux the kernel kills
+    it then (PR_SET_PDEATHSIG), even while the server has it paused (SIGSTOP), when no thread of
+    its own can run; elsewhere a thread watches the parent's id."""
     parent = os.getppid()
+    if sys.platform.startswith("linux"):
+        import ctypes
+        import signal
+
+        try:
+            ctypes.CDLL(None, use_errno=True).prctl(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
+        except (OSError, AttributeError):
+            pass
+        if os.getppid() != parent:  # the parent died before that took effect
+            os._exit(0)
 
     def watch() -> None:
         while True:

@@ -11,6 +11,7 @@ empty compile cache of the test's own.
 
 from __future__ import annotations
 
+import sys
 import time
 from types import SimpleNamespace
 
@@ -127,3 +128,38 @@ def test_model_host_switches_to_the_whole_graph_when_the_child_ends(tiny_checkpo
     assert not engine.model.regional and host.status()["compiled"] == "whole"
     assert host.status()["background_compile"] == "finished"
     assert answer().token_ids == want
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_a_paused_background_compile_ends_with_a_server_that_dies(tiny_checkpoint, empty_compile_cache):  # noqa: F811
+    """A server killed while its background compile is paused (SIGSTOP) leaves no stopped
+    process behind (on Linux the kernel kills the child with its parent)."""
+    import os
+    import subprocess
+
+    server = subprocess.run([sys.executable, "-c", f"""
+import os, sys, time
+from types import SimpleNamespace
+os.environ["QUILL_BACKGROUND_COMPILE"] = "1"
+from lsp_server.background_compile import BackgroundCompile
+runner = BackgroundCompile()
+engine = SimpleNamespace(model=SimpleNamespace(regional=True), checkpoint_dir={str(tiny_checkpoint[0])!r},
+                         dtype="float32", max_seq_length=512)
+assert runner.start(engine)
+time.sleep(2)
+runner.pause()
+print(runner.proc.pid, flush=True)
+os._exit(0)  # no atexit, no cleanup: as a killed server
+"""], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, timeout=120)
+    assert server.returncode == 0
+    child = int(server.stdout.split()[0])
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.2)
+    else:
+        os.kill(child, 9)
+        raise AssertionError("the paused child outlived its server")
