@@ -112,14 +112,16 @@ def checkpoint_for(gguf: Path, cache_dir: Path) -> Path:
 
 
 def load_quill(ckpt: Path, variant: str):
-    """variant: "default" (Engine.load as is), "float32", "bf16", or "fast-<mode>" (bf16
+    """variant: "default" (Engine.load as a second start has it), "float32", "bf16", or "fast-<mode>" (bf16
     activations, `runtime.quantize` mode: int4-rescored, int4, int4-f32head, int8; decode compiled)."""
     from runtime.compile import compile_model
     from runtime.engine import Engine
     from runtime.quantize import quantize
 
     if variant == "default":
-        return Engine.load(ckpt, device="cpu")
+        # The default as every start after the first runs it: the whole-model graph (a first
+        # start compiles per layer; the first_use stage measures that one).
+        return Engine.load(ckpt, device="cpu", compile="whole")
     if variant == "float32":
         return Engine.load(ckpt, device="cpu", precision="float32")
     engine = Engine.load(ckpt, device="cpu", precision="bfloat16", max_seq_length=FAST_MAX_SEQ)
