@@ -40,6 +40,7 @@ class BackgroundCompile:
         self.proc: Optional[subprocess.Popen] = None  # the child, until its outcome is taken
         self.result: Optional[str] = None  # "finished" | "failed", once taken
         self.paused = False
+        atexit.register(self.stop)  # a server that exits normally takes its child with it
 
     def start(self, engine) -> bool:
         """Start the child for `engine` if it was compiled per layer; True when started."""
@@ -63,7 +64,6 @@ class BackgroundCompile:
             env = dict(os.environ, TORCHINDUCTOR_COMPILE_THREADS="1")
             self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, env=env,
                                          **group)
-            atexit.register(self.stop)
         except OSError:
             log.warning("could not start the background compile; the next start compiles per layer again",
                         exc_info=True)

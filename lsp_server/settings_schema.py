@@ -87,8 +87,8 @@ def main(argv: list[str] | None = None) -> int:
     if current == wanted:
         return 0
     if args.check:
-        print(f"{args.package} lists other settings than lsp_server/settings.py; "
-              "run `python -m lsp_server.settings_schema` to update it", file=sys.stderr)
+        sys.stderr.write(f"{args.package} lists other settings than lsp_server/settings.py; "
+                         "run `python -m lsp_server.settings_schema` to update it\n")
         return 1
     args.package.write_text(wanted, encoding="utf-8")
     return 0

@@ -282,7 +282,7 @@ class CompiledModel(nn.Module):
             # Outputs of a CUDA-graph replay are overwritten by the next replay: copy them out.
             return self._decode(self.model, idx, input_pos).clone()
         if not last_only and self._verify_fixed is not None and self.verify_tokens >= seqlen:
-            return self._verify_padded(idx, input_pos)
+            return self._verify_padded(idx, input_pos, kv_len)
         if self._prefill is None:
             return self.model(idx, input_pos, last_only=last_only)
         if not last_only:
@@ -302,14 +302,15 @@ class CompiledModel(nn.Module):
             return self._graphs[padded](idx_p, pos_p)
         return self._prefill(self.model, idx_p, pos_p)
 
-    def _verify_padded(self, idx: Tensor, input_pos: Tensor) -> Tensor:
+    def _verify_padded(self, idx: Tensor, input_pos: Tensor, kv_len: int | None) -> Tensor:
         """Every position's logits for idx [B, S] (S <= verify_tokens) at consecutive
         positions, through the fixed-length verification step: pad tokens follow at the next
         positions, where they write cache rows past the tokens that count (rows the next step
         writes again before any query reads them, as a rejected draft's), and their logits are
-        dropped."""
+        dropped. `kv_len` (the caller's count of filled positions) gives the first position
+        without reading `input_pos` back from the device."""
         seqlen, rows = idx.shape[1], self.verify_tokens
-        start = int(input_pos[0])
+        start = kv_len - seqlen if kv_len is not None else int(input_pos[0])
         if start + rows > self.max_seq_length:  # no room for the padding at the cache's end
             return self.model(idx, input_pos)
         pad = idx.new_zeros(idx.shape[0], rows - seqlen)
@@ -469,13 +470,13 @@ def compile_model(
         return CompiledModel(model, decode=_GraphedDecode(), prefill=_prefill, buckets=graphed,
                              graph_prefill=True, graph_max=EAGER_GRAPH_MAX, eager_steps=True,
                              verify=_verify)
+    sized = (not cudagraphs and _accepts_kv_len(model)) if sized is None else sized
+    if regional and sized:
+        return _regional(model)
     compile_prefill = on_cuda if compile_prefill is None else compile_prefill
     mode = "reduce-overhead" if cudagraphs else None
     decode = torch.compile(_decode, mode=mode, fullgraph=True, dynamic=False)
     decode_upto = verify = None
-    sized = (not cudagraphs and _accepts_kv_len(model)) if sized is None else sized
-    if regional and sized:
-        return _regional(model)
     if sized:
         # kv_len changes every KV_STEP tokens: one graph with a symbolic length from the start
         # (dynamic=True; the size-1 dimensions of a decode step stay static). Left to automatic

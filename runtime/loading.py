@@ -98,7 +98,8 @@ def compile_and_warm(model: Transformer, report: ProgressCallback, graph_key: st
     warmup(model, max_prompt=LOAD_WARM_PROMPT)  # junk in the KV cache: nothing is cached
     if whole and model.verify_pending:
         model.warm_verify()  # the next start finds every graph it compiles at load
-    if graph_key is not None and not regional and not model.verify_pending:
+    if (graph_key is not None and not regional and not model.verify_pending
+            and not whole_graph_cache.is_cached(graph_key)):
         whole_graph_cache.mark_cached(graph_key)  # a second start with no note would still be quick
     model.lazy_prefill = True
     report("compile", 1, 1)
